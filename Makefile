@@ -1,0 +1,87 @@
+# certfleet build. `make` builds ./certfleet; `make test` runs every unit and
+# integration test and ends with "N passed, N failed"; `make demo` runs the
+# example fleet against a local pebble CA and real sshd+nginx hosts.
+PKGS     := libuv libssh2 openssl libcurl yaml-0.1 jansson sqlite3
+CC       ?= cc
+PREFIX   ?= /usr/local
+WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes \
+            -Wstrict-prototypes -Wpointer-arith -Wno-unused-parameter -Werror
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(WARN)
+ifeq ($(SANITIZE),1)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=address,undefined
+endif
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+SRCS     := $(wildcard orchestrator/*.c)
+OBJDIR   := build/obj$(if $(filter 1,$(SANITIZE)),-san)
+OBJS     := $(patsubst orchestrator/%.c,$(OBJDIR)/%.o,$(SRCS))
+LIBOBJS  := $(filter-out $(OBJDIR)/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,build/unit$(if $(filter 1,$(SANITIZE)),-san)/%,$(UNIT_SRCS))
+
+# Debian packages needed to build, test and run the demo fleet.
+DEB_PKGS := build-essential pkg-config libuv1-dev libssh2-1-dev libssl-dev \
+            libcurl4-openssl-dev libyaml-dev libjansson-dev libsqlite3-dev \
+            libcmocka-dev openssh-server openssh-client nginx-light pebble \
+            ansible python3 python3-aiosmtpd prometheus curl openssl sqlite3 \
+            iproute2 procps clang-format systemd
+
+.PHONY: all deps test unit integration demo format format-check install clean check-deps
+
+all: certfleet
+
+# Install what is missing; a no-op (no apt-get) when everything is present.
+check-deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then echo "certfleet: installing:$$missing"; $(MAKE) --no-print-directory deps; fi
+
+deps:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $(DEB_PKGS)
+
+certfleet: $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(PKG_LIBS) -lm
+
+$(OBJDIR)/%.o: orchestrator/%.c $(wildcard orchestrator/*.h) | $(OBJDIR)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(OBJDIR):
+	@mkdir -p $@
+
+build/unit$(if $(filter 1,$(SANITIZE)),-san)/%: tests/unit/%.c $(LIBOBJS) $(wildcard orchestrator/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Iorchestrator -o $@ $< $(LIBOBJS) $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka) -lm
+
+unit-bins: $(UNIT_BINS)
+
+test: check-deps
+	@$(MAKE) --no-print-directory certfleet unit-bins SANITIZE=$(SANITIZE)
+	@SANITIZE=$(SANITIZE) tests/run
+
+unit: certfleet unit-bins
+	@SANITIZE=$(SANITIZE) tests/run --unit-only
+
+demo: check-deps
+	@$(MAKE) --no-print-directory certfleet
+	@tests/fleet/demo
+
+format:
+	clang-format -i orchestrator/*.c orchestrator/*.h tests/unit/*.c
+
+format-check:
+	@clang-format --dry-run --Werror orchestrator/*.c orchestrator/*.h tests/unit/*.c && echo "format ok"
+
+install: certfleet
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/certfleet $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 certfleet $(DESTDIR)$(PREFIX)/bin/certfleet
+	cp -R roles $(DESTDIR)$(PREFIX)/share/certfleet/
+	install -m 0644 man/certfleet.1 $(DESTDIR)$(PREFIX)/share/man/man1/certfleet.1
+
+clean:
+	rm -rf build certfleet

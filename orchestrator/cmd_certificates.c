@@ -1,0 +1,16 @@
+/* cmd_certificates.c - 'certfleet certificates' (not built yet). */
+#include "cf.h"
+#include "commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cmd_certificates(int argc, char **argv)
+{
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        puts("usage: certfleet certificates\n\nThis command is not implemented yet.");
+        return CF_EXIT_OK;
+    }
+    fprintf(stderr, "certfleet certificates: not implemented yet\n");
+    return CF_EXIT_USAGE;
+}
