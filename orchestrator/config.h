@@ -49,10 +49,10 @@ struct cf_cfg_path {
 
 /* One entry of certbot_domains. */
 struct cf_cert_entry {
-    char *cert_name;          /* defaults to the first domain ("*." stripped) */
-    char **domains;           /* lowercase, duplicates removed, order kept */
+    char *cert_name; /* defaults to the first domain ("*." stripped) */
+    char **domains;  /* lowercase, duplicates removed, order kept */
     size_t n_domains;
-    struct cf_cfg_path webroot; /* entry's webroot, else certbot_webroot */
+    struct cf_cfg_path webroot;  /* entry's webroot, else certbot_webroot */
     enum cf_challenge challenge; /* entry's, else certbot_challenge */
     enum cf_key_type key_type;   /* entry's, else certbot_key_type */
     int key_size;                /* bits (rsa) or curve size (ecdsa: 256, 384) */
@@ -138,8 +138,8 @@ struct cf_fleet_cert {
     enum cf_key_type key_type;
     int key_size;
     enum cf_challenge challenge;
-    const char *acme_server;            /* borrowed */
-    struct cf_host_config **hosts;      /* owned array of borrowed hosts */
+    const char *acme_server;              /* borrowed */
+    struct cf_host_config **hosts;        /* owned array of borrowed hosts */
     const struct cf_cert_entry **entries; /* entries[i] is hosts[i]'s entry */
     size_t n_hosts;
 };

@@ -55,12 +55,6 @@ static const struct command *find_command(const char *name)
     return NULL;
 }
 
-int cf_usage_error(const char *cmd, const char *msg)
-{
-    fprintf(stderr, "certfleet %s: %s (see 'certfleet %s --help')\n", cmd, msg, cmd);
-    return CF_EXIT_USAGE;
-}
-
 static int cmd_version(int argc, char **argv)
 {
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {

@@ -3,6 +3,7 @@
  */
 #include "cf.h"
 #include "opts.h"
+#include "commands.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -188,4 +189,10 @@ int cf_opts_parse(int argc, char **argv, unsigned families, const char *usage,
         o->n_args = 0;
     }
     return 0;
+}
+
+int cf_usage_error(const char *cmd, const char *msg)
+{
+    fprintf(stderr, "certfleet %s: %s (see 'certfleet %s --help')\n", cmd, msg, cmd);
+    return CF_EXIT_USAGE;
 }

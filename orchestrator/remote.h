@@ -81,6 +81,18 @@ typedef void (*cf_remote_cb)(struct cf_rbatch *b, int status, void *arg);
  * transport failure (see cf_ssh_error). */
 int cf_remote_run(cf_ssh *s, struct cf_rbatch *b, int become, cf_remote_cb cb, void *arg);
 
+/* The exact bytes cf_remote_run sends on stdin (*out is the caller's to
+ * free; it may hold key material, so wipe it).  Exposed for tests. */
+int cf_rbatch_encode(const struct cf_rbatch *b, char **out, size_t *len);
+
+/* Fill every operation's result from the batch script's stdout (out/len)
+ * and its exit status and stderr (used in messages when the script stopped
+ * early).  The host is untrusted: a malformed record fails every operation
+ * with CF_EPROTO and returns CF_EPROTO; otherwise returns 0.  Exposed for
+ * tests; cf_remote_run calls it. */
+int cf_rbatch_parse(struct cf_rbatch *b, const char *out, size_t len, int exit_status,
+                    const char *err_text, size_t err_len);
+
 /* Accept only absolute paths made of [A-Za-z0-9._/+@=,:~-] with no ".."
  * component, no control characters, no quotes, no "$" or backtick, at most
  * 4096 bytes.  what names the value in the message ("path", "webroot"...). */

@@ -390,7 +390,7 @@ static int match_date(const char *s, char out[11])
     int m = 0, d = 0, k = 0;
     while (isdigit((unsigned char)*p) && k < 2)
         m = m * 10 + (*p++ - '0'), k++;
-    if (!k || *p != '-')
+    if (k != 2 || *p != '-')
         return 0;
     p++;
     k = 0;

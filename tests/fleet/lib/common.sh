@@ -11,8 +11,20 @@ fleet_python() {
     fleet_die "python3 with PyYAML not found (apt-get install python3-yaml)"
 }
 
-# start time of a process in clock ticks since boot (guards against pid reuse)
-fleet_starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
+# fleet_stat PID: sets FLEET_STATE, FLEET_PGID, FLEET_START (fields 3, 5, 22 of
+# /proc/PID/stat; the start time guards against pid reuse) without forking,
+# since stop checks hundreds of pids many times.
+fleet_stat() {
+    local line rest f
+    FLEET_STATE= FLEET_START= FLEET_PGID=
+    { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
+    rest=${line##*) }   # the command name may contain spaces and parentheses
+    read -r -a f <<<"$rest"
+    FLEET_STATE=${f[0]} FLEET_PGID=${f[2]} FLEET_START=${f[19]}
+}
+
+# start time of a process in clock ticks since boot
+fleet_starttime() { fleet_stat "$1" && echo "$FLEET_START"; }
 
 # fleet_record DIR PID LABEL: remember a started process
 fleet_record() {
@@ -47,10 +59,7 @@ fleet_wait_ports() {
 # fleet_alive PID STARTTIME: 0 when that very process still exists (not a
 # zombie, not a reused pid)
 fleet_alive() {
-    local st
-    [ -e "/proc/$1" ] || return 1
-    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ "$st" = Z ] && return 1
-    [ -z "${2:-}" ] && return 0
-    [ "$(fleet_starttime "$1")" = "$2" ]
+    fleet_stat "$1" || return 1
+    [ "$FLEET_STATE" != Z ] || return 1
+    [ -z "${2:-}" ] || [ "$FLEET_START" = "$2" ]
 }

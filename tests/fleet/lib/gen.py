@@ -111,22 +111,26 @@ http {{
     server_names_hash_bucket_size 128;
     ssl_protocols TLSv1.2 TLSv1.3;
 
-    # HTTP (pebble's httpPort): the role's snippets (acme-challenge.conf) are
-    # included at server level here.
-    server {{
-        listen {addr}:{http} default_server;
-        server_name _;
-        include {root}/etc/nginx/snippets/*.conf;
-        location / {{ return 200 "{name} http\\n"; }}
-    }}
-    # HTTPS without a certificate of its own: unknown SNI is refused.
-    server {{
-        listen {addr}:{https} ssl default_server;
-        ssl_reject_handshake on;
-    }}
-
     include {root}/etc/nginx/conf.d/*.conf;
     include {root}/etc/nginx/sites-enabled/*;
+
+    # Fallbacks, last so that the first server a config above defines for the
+    # same address becomes the default one (and none of these says
+    # default_server, so a config above may). HTTP (pebble's httpPort): the
+    # role's snippets (acme-challenge.conf) are included at server level.
+    server {{
+        listen {addr}:{http};
+        server_name fallback.{name}.invalid;
+        include {root}/etc/nginx/snippets/*.conf;
+        location / {{ return 200 "{name} http\n"; }}
+    }}
+    # HTTPS (pebble's tlsPort) without a certificate: unknown SNI is refused
+    # while no site defines a server here.
+    server {{
+        listen {addr}:{https} ssl;
+        server_name fallback.{name}.invalid;
+        ssl_reject_handshake on;
+    }}
 }}
 """
 
@@ -153,11 +157,16 @@ master() {{ # prints the master pid when this host's nginx runs
 }}
 
 start() {{
-    local pid i
+    local pid i out
     if pid=$(master); then echo "nginx {name}: already running (pid $pid)"; return 0; fi
-    "${{NGINX[@]}}" -t -q || {{ echo "nginx-ctl: nginx config of {name} does not test ok; not started" >&2; return 1; }}
     rm -f "$PIDFILE"
-    "${{NGINX[@]}}" </dev/null >/dev/null 2>&1 || {{ echo "nginx-ctl: nginx of {name} failed to start (see $ROOT/var/log/nginx/error.log)" >&2; return 1; }}
+    # nginx checks the whole config before it daemonizes (as `nginx -t` does)
+    # and exits non-zero without starting when it is bad
+    if ! out=$("${{NGINX[@]}}" </dev/null 2>&1); then
+        printf '%s\n' "$out" >&2
+        echo "nginx-ctl: nginx config of {name} does not test ok; not started" >&2
+        return 1
+    fi
     for i in $(seq 1 100); do
         if pid=$(master); then
             echo "$pid" >>"$FLEET/pids"
@@ -284,6 +293,8 @@ def main():
         "httpPort": HTTP_PORT,
         "tlsPort": HTTPS_PORT,
         "ocspResponderURL": "",
+        # Let's Encrypt's 90 days, so renewal windows behave as in production
+        "certificateValidityPeriod": 90 * 86400,
         "externalAccountBindingRequired": False}}, indent=2) + "\n")
 
     hosts = []
@@ -375,6 +386,9 @@ def main():
         h["sites"] = write_sites(root, h["name"], h["addr"], domains, services)
 
     dns = [(h["dns"], h["addr"]) for h in hosts]
+    # named hosts (--names) are also <name>.fleet.test
+    dns += [(h["name"] + ".fleet.test", h["addr"]) for h in hosts
+            if h["name"] != "h%d" % h["index"] and "." not in h["name"]]
     if a.shared and len(hosts) >= 2:
         dns += [("app.fleet.test", hosts[0]["addr"]), ("app2.fleet.test", hosts[1]["addr"])]
     write(d + "/dns/initial", "".join("%s %s\n" % x for x in dns))
