@@ -383,6 +383,7 @@ static char *run_output(const struct cf_rop_result *res)
 
 struct prep {
     struct rhost *h;
+    cf_ssh *s;
     struct cf_rbatch *b;
     size_t *first_op; /* per hostcert: index of its first inspect op */
 };
@@ -440,7 +441,7 @@ static void prep_handlers(struct prep *p, cf_ssh *s)
     }
     struct cf_role_opts ro = {r->check, r->o->diff, h->cfg->become};
     char err[CF_ERRLEN] = "";
-    if (cf_role_run_handlers(s, r->role, h->vars, (const char *const *)h->notified,
+    if (cf_role_run_handlers(p->s, r->role, h->vars, (const char *const *)h->notified,
                              h->n_notified, &ro, on_handlers, p, err) != 0) {
         cf_report_host_failed(hrep(h), err);
         struct cf_hostq *q = h->q;
@@ -500,7 +501,8 @@ static void prep_install(struct prep *p, cf_ssh *s)
                                           hc->cert->fc->n_domains, cf_now_ms() / 1000, &cert,
                                           &key, &keylen, err);
             if (rc == 0)
-                rc = add_version_writes(b, h, name, 0, cert, "", cert, key, keylen, err);
+                /* self-signed: its own chain, so ssl_trusted_certificate loads */
+                rc = add_version_writes(b, h, name, 0, cert, cert, cert, key, keylen, err);
         }
         free(cert);
         cf_secure_free(key, keylen);
@@ -648,6 +650,7 @@ static void job_prepare(struct cf_hostq *q, cf_ssh *s, int status, void *arg)
     }
     struct prep *p = cf_xcalloc(1, sizeof *p);
     p->h = h;
+    p->s = s;
     if (r->mode == CF_MODE_RENEW) {
         prep_inspect(p);
         return;

@@ -77,11 +77,10 @@ int cf_db_open(struct cf_db *db, const char *state_dir, char *err)
         return rc;
     char *msg = NULL;
     /* WAL: a reporting command reads while a run writes */
-    if (sqlite3_exec(db->h, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;", NULL, NULL,
-                     &msg) != SQLITE_OK ||
+    if (sqlite3_exec(db->h, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;", NULL, NULL, &msg) !=
+            SQLITE_OK ||
         sqlite3_exec(db->h, schema, NULL, NULL, &msg) != SQLITE_OK) {
-        cf_errf(err, "state database '%s': cannot create tables: %s", db->path,
-                msg ? msg : "?");
+        cf_errf(err, "state database '%s': cannot create tables: %s", db->path, msg ? msg : "?");
         sqlite3_free(msg);
         cf_db_close(db);
         return CF_EIO;
@@ -146,8 +145,8 @@ char *cf_db_domain_key(const char *const *domains, size_t n)
 }
 
 /* Prepare, bind by a tiny format ("t" text, "i" int64, "d" int), step once. */
-static int exec_bind(struct cf_db *db, const char *sql, const char *fmt, int64_t *rowid,
-                     char *err, ...)
+static int exec_bind(struct cf_db *db, const char *sql, const char *fmt, int64_t *rowid, char *err,
+                     ...)
 {
     sqlite3_stmt *st = NULL;
     if (!db->h)
@@ -209,8 +208,7 @@ static const char *run_ref(int64_t run_id, char buf[24])
     return buf;
 }
 
-int cf_db_add_issuance(struct cf_db *db, int64_t run_id, const struct cf_db_issuance *is,
-                       char *err)
+int cf_db_add_issuance(struct cf_db *db, int64_t run_id, const struct cf_db_issuance *is, char *err)
 {
     if (!is->cert_name || !is->serial || !is->n_domains)
         return cf_errf(err, "an issuance needs a certificate name, serial and domains");
@@ -220,16 +218,16 @@ int cf_db_add_issuance(struct cf_db *db, int64_t run_id, const struct cf_db_issu
                        "INSERT INTO issuances(run, cert_name, domains, serial, not_before, "
                        "not_after, key_type, version, forced, at) VALUES "
                        "(CAST(? AS INTEGER),?,?,?,?,?,?,?,?,?)",
-                       "ttttiitddi", NULL, err, run_ref(run_id, rb), is->cert_name, key,
-                       is->serial, is->not_before, is->not_after, is->key_type, is->version,
-                       is->forced ? 1 : 0, is->at);
+                       "ttttiitddi", NULL, err, run_ref(run_id, rb), is->cert_name, key, is->serial,
+                       is->not_before, is->not_after, is->key_type, is->version, is->forced ? 1 : 0,
+                       is->at);
     free(key);
     return rc;
 }
 
-int cf_db_add_deployment(struct cf_db *db, int64_t run_id, const char *host,
-                         const char *cert_name, int version, const char *serial,
-                         const char *result, const char *message, int64_t at, char *err)
+int cf_db_add_deployment(struct cf_db *db, int64_t run_id, const char *host, const char *cert_name,
+                         int version, const char *serial, const char *result, const char *message,
+                         int64_t at, char *err)
 {
     if (!result || (strcmp(result, "ok") && strcmp(result, "changed") && strcmp(result, "failed")))
         return cf_errf(err, "invalid deployment result '%s': use ok, changed or failed",
@@ -243,8 +241,7 @@ int cf_db_add_deployment(struct cf_db *db, int64_t run_id, const char *host,
 }
 
 int cf_db_add_scan(struct cf_db *db, int64_t run_id, const char *host, const char *domain,
-                   const char *serial, int64_t not_after, const char *state, int64_t at,
-                   char *err)
+                   const char *serial, int64_t not_after, const char *state, int64_t at, char *err)
 {
     char rb[24];
     return exec_bind(db,
@@ -321,8 +318,7 @@ int cf_db_last_run(struct cf_db *db, const char *command, struct cf_db_run *out,
         out->ok = sqlite3_column_int(st, 4);
         out->changed = sqlite3_column_int(st, 5);
         out->failed = sqlite3_column_int(st, 6);
-        out->exit_code = sqlite3_column_type(st, 7) == SQLITE_NULL ? -1
-                                                                   : sqlite3_column_int(st, 7);
+        out->exit_code = sqlite3_column_type(st, 7) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 7);
     } else if (s == SQLITE_DONE) {
         cf_errf(err, "no finished run recorded in '%s'", db->path);
         rc = CF_ENOENT;

@@ -31,7 +31,7 @@ struct cf_db {
 };
 
 /* Let's Encrypt's duplicate certificate limit: 5 per exact set, 7 days. */
-#define CF_DUP_LIMIT 5
+#define CF_DUP_LIMIT    5
 #define CF_DUP_WINDOW_S (7 * 86400)
 
 /* Open (creating when needed) <state_dir>/state.db and its tables.  The
@@ -58,7 +58,7 @@ struct cf_db_issuance {
     const char *cert_name;
     const char *const *domains;
     size_t n_domains;
-    const char *serial;   /* uppercase hex */
+    const char *serial; /* uppercase hex */
     int64_t not_before;
     int64_t not_after;
     const char *key_type;
@@ -70,13 +70,12 @@ int cf_db_add_issuance(struct cf_db *db, int64_t run_id, const struct cf_db_issu
                        char *err);
 
 /* result is "ok", "changed" or "failed"; message may be NULL. */
-int cf_db_add_deployment(struct cf_db *db, int64_t run_id, const char *host,
-                         const char *cert_name, int version, const char *serial,
-                         const char *result, const char *message, int64_t at, char *err);
+int cf_db_add_deployment(struct cf_db *db, int64_t run_id, const char *host, const char *cert_name,
+                         int version, const char *serial, const char *result, const char *message,
+                         int64_t at, char *err);
 
 int cf_db_add_scan(struct cf_db *db, int64_t run_id, const char *host, const char *domain,
-                   const char *serial, int64_t not_after, const char *state, int64_t at,
-                   char *err);
+                   const char *serial, int64_t not_after, const char *state, int64_t at, char *err);
 
 /* Duplicate-certificate bookkeeping: *count = issuances for exactly this
  * domain set in (now - 7 days, now]; when *count >= CF_DUP_LIMIT,
@@ -91,7 +90,7 @@ struct cf_db_run {
     int64_t finished; /* 0 while running or when it crashed */
     char command[32];
     int ok, changed, failed;
-    int exit_code;    /* -1 when it never finished */
+    int exit_code; /* -1 when it never finished */
 };
 /* The most recent run that finished (optionally of one command; NULL =
  * any).  CF_ENOENT when there is none. */

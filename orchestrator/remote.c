@@ -630,6 +630,7 @@ static int rec_F(struct parser *p, char *rec)
         st->link_target = st->type == 'l' ? cf_strdup(f[7]) : NULL;
         op->seen_stat = 1;
         matched = 1;
+        break; /* find prints one record per argument, duplicates included */
     }
     if (!matched)
         return bad(p, "stat record for a path nobody asked about");

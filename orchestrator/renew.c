@@ -13,21 +13,29 @@
 #include <string.h>
 #include <time.h>
 
-#define DAY 86400
+#define DAY                  86400
 #define DEFAULT_RENEWAL_DAYS 30
-#define DEFAULT_DUP_LIMIT 5
+#define DEFAULT_DUP_LIMIT    5
 
 const char *cf_renew_decision_name(enum cf_renew_decision d)
 {
     switch (d) {
-    case CF_RENEW_NONE: return "none";
-    case CF_RENEW_ISSUE_MISSING: return "issue-missing";
-    case CF_RENEW_REISSUE_DOMAINS: return "reissue-domains";
-    case CF_RENEW_REISSUE_KEYTYPE: return "reissue-keytype";
-    case CF_RENEW_RENEW_EXPIRY: return "renew-expiry";
-    case CF_RENEW_RENEW_ARI: return "renew-ari";
-    case CF_RENEW_RENEW_FORCED: return "renew-forced";
-    case CF_RENEW_REFUSED_RATELIMIT: return "refused-ratelimit";
+    case CF_RENEW_NONE:
+        return "none";
+    case CF_RENEW_ISSUE_MISSING:
+        return "issue-missing";
+    case CF_RENEW_REISSUE_DOMAINS:
+        return "reissue-domains";
+    case CF_RENEW_REISSUE_KEYTYPE:
+        return "reissue-keytype";
+    case CF_RENEW_RENEW_EXPIRY:
+        return "renew-expiry";
+    case CF_RENEW_RENEW_ARI:
+        return "renew-ari";
+    case CF_RENEW_RENEW_FORCED:
+        return "renew-forced";
+    case CF_RENEW_REFUSED_RATELIMIT:
+        return "refused-ratelimit";
     }
     return "unknown";
 }
@@ -162,8 +170,7 @@ static enum cf_renew_decision decide(const struct cf_renew_input *in, struct cf_
         return set(out, CF_RENEW_RENEW_FORCED, "forced (--force-renewal); expires %s (%lld days)",
                    exp, (long long)left);
     if (in->now >= cur->not_after)
-        return set(out, CF_RENEW_RENEW_EXPIRY, "expired %s (%lld days ago)", exp,
-                   (long long)-left);
+        return set(out, CF_RENEW_RENEW_EXPIRY, "expired %s (%lld days ago)", exp, (long long)-left);
 
     /* a window that starts after expiry is nonsense: ignore it */
     if (in->has_ari && in->ari_start < cur->not_after) {
@@ -200,8 +207,7 @@ static enum cf_renew_decision decide(const struct cf_renew_input *in, struct cf_
                exp, (long long)left, dd, rd);
 }
 
-enum cf_renew_decision cf_renew_decide(const struct cf_renew_input *in,
-                                       struct cf_renew_result *out)
+enum cf_renew_decision cf_renew_decide(const struct cf_renew_input *in, struct cf_renew_result *out)
 {
     memset(out, 0, sizeof *out);
     enum cf_renew_decision d = decide(in, out);

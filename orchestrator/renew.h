@@ -28,24 +28,24 @@ struct cf_renew_input {
     const struct cf_cert_info *cur; /* the store's current version; NULL = none */
     const char *const *domains;     /* wanted domain set */
     size_t n_domains;
-    const char *key_type;           /* wanted, normalised ("ecdsa-256"); NULL = keep */
-    int renewal_days;               /* certbot_renewal_days (<= 0 means 30) */
-    int has_ari;                    /* the server offered a renewal window */
-    int64_t ari_start, ari_end;     /* suggestedWindow, epoch seconds */
-    double ari_fraction;            /* in [0,1): where in the window to renew */
-    int force;                      /* --force-renewal */
-    int64_t now;                    /* epoch seconds */
-    int dup_count;                  /* cf_db_duplicate_check for the wanted set */
+    const char *key_type;       /* wanted, normalised ("ecdsa-256"); NULL = keep */
+    int renewal_days;           /* certbot_renewal_days (<= 0 means 30) */
+    int has_ari;                /* the server offered a renewal window */
+    int64_t ari_start, ari_end; /* suggestedWindow, epoch seconds */
+    double ari_fraction;        /* in [0,1): where in the window to renew */
+    int force;                  /* --force-renewal */
+    int64_t now;                /* epoch seconds */
+    int dup_count;              /* cf_db_duplicate_check for the wanted set */
     int64_t dup_next_allowed;
-    int dup_limit;                  /* 0 = CF_DUP_LIMIT (5) */
+    int dup_limit; /* 0 = CF_DUP_LIMIT (5) */
 };
 
 struct cf_renew_result {
     enum cf_renew_decision decision;
     /* the decision that was refused, for REFUSED_RATELIMIT; else = decision */
     enum cf_renew_decision wanted;
-    int64_t renew_at;  /* when renewal becomes due (NONE); 0 when issuing now */
-    char reason[512];  /* one line for plan/recap, e.g. "expires 2026-12-01 (8 days), ..." */
+    int64_t renew_at; /* when renewal becomes due (NONE); 0 when issuing now */
+    char reason[512]; /* one line for plan/recap, e.g. "expires 2026-12-01 (8 days), ..." */
 };
 
 /* Decide.  Precedence: missing, domain set, key type, forced, expired,

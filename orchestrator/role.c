@@ -631,6 +631,15 @@ static int build_resource(const struct cf_role *role, const struct where *w, con
             struct cf_buf b = CF_BUF_INIT;
             for (size_t i = 0; i < json_array_size(argv); i++) {
                 const json_t *w1 = json_array_get(argv, i);
+                char num[32];
+                if (json_is_integer(w1)) {
+                    /* "{{ n }}" renders natively; a word is its text */
+                    snprintf(num, sizeof num, "%lld", (long long)json_integer_value(w1));
+                    if (i)
+                        cf_buf_puts(&b, " ");
+                    shell_word(&b, num);
+                    continue;
+                }
                 if (!json_is_string(w1)) {
                     cf_buf_release(&b);
                     return cf_errf(err, "%s:%d: task '%s': every argv word must be a string", w->file,
@@ -767,15 +776,21 @@ int cf_role_render(const struct cf_role *r, int handlers, const json_t *hostvars
     const struct task *tasks = handlers ? r->handlers : r->tasks;
     size_t n = handlers ? r->n_handlers : r->n_tasks;
     const char *file = handlers ? r->handlers_file : r->tasks_file;
+    /* templates see the same normalized root the paths get ("" or no
+     * trailing slash), so "{{ certfleet_host_root }}{{ dir }}" is exact */
+    json_t *vars = json_copy((json_t *)hostvars);
+    json_object_set_new(vars, "certfleet_host_root", json_string(root));
     struct cf_role_plan *p = cf_xcalloc(1, sizeof *p);
     p->tasks = cf_xcalloc(n + 1, sizeof *p->tasks);
     for (size_t i = 0; i < n; i++) {
         p->n_tasks++;
-        if ((rc = render_task(r, file, &tasks[i], hostvars, root, &p->tasks[i], err)) != 0) {
+        if ((rc = render_task(r, file, &tasks[i], vars, root, &p->tasks[i], err)) != 0) {
             cf_role_plan_free(p);
+            json_decref(vars);
             return rc;
         }
     }
+    json_decref(vars);
     *out = p;
     return 0;
 }
@@ -888,12 +903,12 @@ char *cf_role_unified_diff(const char *path, const char *a, size_t alen, const c
             if (i < n && j < m && line_eq(&A, i, &B, j)) {
                 op[nops++] = 0;
                 i++, j++;
-            } else if (j < m && (i == n || TT(i, j + 1) >= TT(i + 1, j))) {
+            } else if (i < n && (j == m || TT(i + 1, j) >= TT(i, j + 1))) {
+                op[nops++] = 1; /* deletions first, as diff(1) prints them */
+                i++;
+            } else {
                 op[nops++] = 2;
                 j++;
-            } else {
-                op[nops++] = 1;
-                i++;
             }
         }
 #undef TT

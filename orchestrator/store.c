@@ -183,8 +183,8 @@ void cf_store_pems_release(struct cf_store_pems *p)
 
 /* The version a live link points at: "../../archive/<name>/<kind>N.pem".
  * 0 when the link is absent; CF_EIO when it points elsewhere. */
-static int live_version(const struct cf_store *s, const char *name, const char *kind,
-                        int *version, char *err)
+static int live_version(const struct cf_store *s, const char *name, const char *kind, int *version,
+                        char *err)
 {
     *version = 0;
     char *link = cf_asprintf("%s/live/%s/%s.pem", s->dir, name, kind);
@@ -494,8 +494,7 @@ static int write_conf(struct cf_store *s, const char *name, const struct cf_stor
 }
 
 int cf_store_add(struct cf_store *s, const char *name, const char *fullchain_pem,
-                 const char *key_pem, const struct cf_store_params *params, int *version,
-                 char *err)
+                 const char *key_pem, const struct cf_store_params *params, int *version, char *err)
 {
     if (version)
         *version = 0;
@@ -570,8 +569,8 @@ int cf_store_set_live(struct cf_store *s, const char *name, int version, char *e
         char *path = cf_asprintf("%s/archive/%s/%s%d.pem", s->dir, name, kinds[k], version);
         int missing = access(path, F_OK) != 0;
         if (missing)
-            cf_errf(err, "cannot roll '%s' back to version %d: '%s' does not exist", name,
-                    version, path);
+            cf_errf(err, "cannot roll '%s' back to version %d: '%s' does not exist", name, version,
+                    path);
         free(path);
         if (missing)
             return CF_ENOENT;
@@ -714,7 +713,9 @@ int cf_store_trylock(struct cf_store *s, const char *name, struct cf_store_lock 
 
 void cf_store_unlock(struct cf_store_lock *lk)
 {
-    if (!lk)
+    /* path is set only while held, so a zeroed struct (fd 0) is never
+     * mistaken for a held lock and stdin is never closed */
+    if (!lk || !lk->path)
         return;
     if (lk->fd >= 0) {
         /* empty first: a reader that sees text then finds it locked */
@@ -791,8 +792,8 @@ static void lock_tick(uv_timer_t *t)
         return;
     }
     if (req->timeout_s == 0) {
-        cf_errf(req->err, "%s; another run is ordering it (retry later, or wait with --lock-timeout)",
-                why);
+        cf_errf(req->err,
+                "%s; another run is ordering it (retry later, or wait with --lock-timeout)", why);
         lock_finish(req, CF_ELOCKED);
     } else if (cf_mono_ms() >= req->deadline_ms) {
         cf_errf(req->err, "%s; waited %ds (--lock-timeout)", why, req->timeout_s);
@@ -801,8 +802,7 @@ static void lock_tick(uv_timer_t *t)
 }
 
 int cf_store_lock_start(uv_loop_t *loop, struct cf_store *s, const char *name, int timeout_s,
-                        struct cf_store_lock_req *req, cf_store_lock_cb cb, void *data,
-                        char *err)
+                        struct cf_store_lock_req *req, cf_store_lock_cb cb, void *data, char *err)
 {
     int rc = check_name(name, err);
     if (rc)

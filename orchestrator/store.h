@@ -30,8 +30,8 @@
 #include "x509.h"
 
 struct cf_store {
-    char *dir;      /* absolute state directory (owned) */
-    int readonly;   /* opened with CF_STORE_READONLY: never creates or chmods */
+    char *dir;    /* absolute state directory (owned) */
+    int readonly; /* opened with CF_STORE_READONLY: never creates or chmods */
 };
 
 enum {
@@ -53,13 +53,13 @@ int cf_store_name_ok(const char *name);
  * release with cf_store_cert_release().  Paths are the live/ links. */
 struct cf_store_cert {
     char *name;
-    int version;               /* current version (live link target), 0 = none */
-    int have_info;             /* info parsed from live cert.pem (version > 0) */
+    int version;   /* current version (live link target), 0 = none */
+    int have_info; /* info parsed from live cert.pem (version > 0) */
     struct cf_cert_info info;
-    char **domains;            /* [renewalparams] domains; NULL when no conf */
+    char **domains; /* [renewalparams] domains; NULL when no conf */
     size_t n_domains;
     char key_type[CF_KEYTYPE_LEN]; /* from the renewal conf; "" when unknown */
-    char *server;              /* ACME directory URL from the conf, or NULL */
+    char *server;                  /* ACME directory URL from the conf, or NULL */
     char *cert_path;
     char *chain_path;
     char *fullchain_path;
@@ -81,7 +81,7 @@ struct cf_store_pems {
     char *cert;
     char *chain;
     char *fullchain;
-    char *privkey;       /* secret */
+    char *privkey; /* secret */
     size_t privkey_len;
 };
 void cf_store_pems_release(struct cf_store_pems *p);
@@ -93,11 +93,11 @@ int cf_store_read(struct cf_store *s, const char *name, int version, struct cf_s
 
 /* What the renewal conf records about a certificate. */
 struct cf_store_params {
-    const char *const *domains;  /* the wanted domain set, in configured order */
+    const char *const *domains; /* the wanted domain set, in configured order */
     size_t n_domains;
-    const char *key_type;        /* normalised, "ecdsa-256"; NULL = from the key */
-    const char *server;          /* ACME directory URL; may be NULL */
-    const char *account;         /* account id; may be NULL */
+    const char *key_type; /* normalised, "ecdsa-256"; NULL = from the key */
+    const char *server;   /* ACME directory URL; may be NULL */
+    const char *account;  /* account id; may be NULL */
 };
 
 /* Store a new version: checks the key matches the leaf (cf_x509_check_bundle
@@ -124,18 +124,22 @@ void cf_store_names_free(char **names);
  * The holder writes "pid N on HOST" into the file for the message others
  * see. */
 struct cf_store_lock {
-    int fd;       /* -1 when not held */
+    int fd; /* -1 when not held */
     char *path;
     char *name;
 };
-#define CF_STORE_LOCK_INIT {-1, NULL, NULL}
+#define CF_STORE_LOCK_INIT                                                                         \
+    {                                                                                              \
+        -1, NULL, NULL                                                                             \
+    }
 
 /* Try once, never blocks.  0 = held (release with cf_store_unlock);
  * CF_ELOCKED with "certificate 'x' is locked by pid N on HOST" in err;
  * CF_EIO / CF_EINVAL otherwise.  Not available on a read-only store. */
 int cf_store_trylock(struct cf_store *s, const char *name, struct cf_store_lock *lk, char *err);
 
-/* Release the lock (idempotent); the file stays, emptied. */
+/* Release the lock (idempotent; a zeroed or never-held struct is a
+ * no-op); the file stays, emptied. */
 void cf_store_unlock(struct cf_store_lock *lk);
 
 /* Without taking it: 1 when another open file holds the lock, with the
@@ -153,21 +157,20 @@ int cf_store_lock_holder(struct cf_store *s, const char *name, char holder[256])
 struct cf_store_lock_req;
 typedef void (*cf_store_lock_cb)(struct cf_store_lock_req *req, int status, const char *err);
 struct cf_store_lock_req {
-    uv_timer_t timer;       /* embedded; closed before cb */
+    uv_timer_t timer; /* embedded; closed before cb */
     struct cf_store *store;
     char *name;
-    uint64_t deadline_ms;   /* monotonic */
+    uint64_t deadline_ms; /* monotonic */
     int timeout_s;
     int status;
-    int closing;            /* the timer is being closed; cb follows */
+    int closing;               /* the timer is being closed; cb follows */
     struct cf_store_lock lock; /* held on status 0; caller unlocks */
     cf_store_lock_cb cb;
-    void *data;             /* for the caller */
+    void *data; /* for the caller */
     char err[CF_ERRLEN];
 };
 int cf_store_lock_start(uv_loop_t *loop, struct cf_store *s, const char *name, int timeout_s,
-                        struct cf_store_lock_req *req, cf_store_lock_cb cb, void *data,
-                        char *err);
+                        struct cf_store_lock_req *req, cf_store_lock_cb cb, void *data, char *err);
 
 /* Stop waiting: cb runs (after the close) with CF_ECANCELED.  No-op when
  * the request already finished. */

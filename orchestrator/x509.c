@@ -160,8 +160,7 @@ static int fill_info(X509 *x, struct cf_cert_info *ci, char *err)
         sprintf(ci->fingerprint_sha256 + 2 * i, "%02x", md[i]);
 
     const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(x);
-    if (aki && ASN1_STRING_length(aki) > 0 &&
-        (size_t)ASN1_STRING_length(aki) <= sizeof ci->aki) {
+    if (aki && ASN1_STRING_length(aki) > 0 && (size_t)ASN1_STRING_length(aki) <= sizeof ci->aki) {
         ci->aki_len = (size_t)ASN1_STRING_length(aki);
         memcpy(ci->aki, ASN1_STRING_get0_data(aki), ci->aki_len);
     }
@@ -170,7 +169,7 @@ static int fill_info(X509 *x, struct cf_cert_info *ci, char *err)
 
 /* Read every certificate of a PEM text.  Returns a stack (caller frees with
  * sk_X509_pop_free) holding at least one certificate, or NULL with err. */
-static STACK_OF(X509) *read_certs(const char *pem, size_t len, char *err)
+static STACK_OF(X509) * read_certs(const char *pem, size_t len, char *err)
 {
     if (!pem)
         return cf_errf(err, "no certificate given"), NULL;
@@ -235,8 +234,7 @@ static int append_pem(struct cf_buf *b, X509 *x)
     return 0;
 }
 
-int cf_x509_split_chain(const char *fullchain_pem, char **leaf_pem, char **chain_pem,
-                        char *err)
+int cf_x509_split_chain(const char *fullchain_pem, char **leaf_pem, char **chain_pem, char *err)
 {
     if (leaf_pem)
         *leaf_pem = NULL;
@@ -294,8 +292,8 @@ int cf_x509_key_type(const char *key_pem, char out[CF_KEYTYPE_LEN], char *err)
     return 0;
 }
 
-int cf_x509_key_type_norm(const char *type, int size, const char *curve,
-                          char out[CF_KEYTYPE_LEN], char *err)
+int cf_x509_key_type_norm(const char *type, int size, const char *curve, char out[CF_KEYTYPE_LEN],
+                          char *err)
 {
     out[0] = '\0';
     if (!type || !*type)
@@ -330,8 +328,7 @@ int cf_x509_key_type_norm(const char *type, int size, const char *curve,
             else if (!strcasecmp(curve, "secp384r1") || !strcasecmp(curve, "P-384"))
                 cb = 384;
             else
-                return cf_errf(err,
-                               "unsupported elliptic curve '%s': use secp256r1 or secp384r1",
+                return cf_errf(err, "unsupported elliptic curve '%s': use secp256r1 or secp384r1",
                                curve);
             if (bits && bits != cb)
                 return cf_errf(err, "elliptic curve '%s' contradicts key size %d", curve, bits);
@@ -433,8 +430,7 @@ int cf_x509_name_matches(const char *pattern, const char *host)
     return strcmp(dot, suffix) == 0; /* exactly one label replaced */
 }
 
-int cf_x509_covers(const struct cf_cert_info *ci, const char *const *domains, size_t n,
-                   char *err)
+int cf_x509_covers(const struct cf_cert_info *ci, const char *const *domains, size_t n, char *err)
 {
     for (size_t i = 0; i < n; i++) {
         int hit = 0;
@@ -481,8 +477,8 @@ int cf_x509_ari_certid(const struct cf_cert_info *ci, char **out, char *err)
     return 0;
 }
 
-int cf_x509_check_bundle(const char *fullchain_pem, const char *key_pem,
-                         const char *const *domains, size_t n, int64_t now, char *err)
+int cf_x509_check_bundle(const char *fullchain_pem, const char *key_pem, const char *const *domains,
+                         size_t n, int64_t now, char *err)
 {
     int rc = CF_EINVAL;
     char why[CF_ERRLEN];
@@ -550,8 +546,8 @@ out:
     return rc;
 }
 
-int cf_x509_make_placeholder(const char *const *domains, size_t n, int64_t now,
-                             char **cert_pem, char **key_pem, size_t *key_len, char *err)
+int cf_x509_make_placeholder(const char *const *domains, size_t n, int64_t now, char **cert_pem,
+                             char **key_pem, size_t *key_len, char *err)
 {
     *cert_pem = NULL;
     *key_pem = NULL;
@@ -649,6 +645,6 @@ out:
 
 int cf_x509_is_placeholder(const struct cf_cert_info *ci)
 {
-    return ci && ci->subject_cn && !strcmp(ci->subject_cn, CF_PLACEHOLDER_CN) &&
-           ci->issuer_cn && !strcmp(ci->issuer_cn, CF_PLACEHOLDER_CN);
+    return ci && ci->subject_cn && !strcmp(ci->subject_cn, CF_PLACEHOLDER_CN) && ci->issuer_cn &&
+           !strcmp(ci->issuer_cn, CF_PLACEHOLDER_CN);
 }

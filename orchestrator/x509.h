@@ -31,20 +31,20 @@
  * the struct; release with cf_cert_info_release().  A zeroed struct is a
  * valid "empty" value and may be released. */
 struct cf_cert_info {
-    char serial_hex[130];       /* uppercase hex, as `openssl x509 -serial` prints */
-    unsigned char serial[64];   /* magnitude bytes of the serial, big endian */
+    char serial_hex[130];     /* uppercase hex, as `openssl x509 -serial` prints */
+    unsigned char serial[64]; /* magnitude bytes of the serial, big endian */
     size_t serial_len;
-    int64_t not_before;         /* epoch seconds */
-    int64_t not_after;          /* epoch seconds */
-    char *subject_cn;           /* "" when absent, never NULL after a parse */
-    char *issuer_cn;            /* "" when absent */
-    char *issuer_o;             /* "" when absent */
-    char **dns_names;           /* SAN dNSName entries in certificate order */
+    int64_t not_before; /* epoch seconds */
+    int64_t not_after;  /* epoch seconds */
+    char *subject_cn;   /* "" when absent, never NULL after a parse */
+    char *issuer_cn;    /* "" when absent */
+    char *issuer_o;     /* "" when absent */
+    char **dns_names;   /* SAN dNSName entries in certificate order */
     size_t n_dns;
     char key_type[CF_KEYTYPE_LEN]; /* "ecdsa-256", "ecdsa-384", "rsa-2048", "ed25519" */
     char fingerprint_sha256[65];   /* lowercase hex of SHA-256 over the DER */
-    unsigned char aki[64];      /* authorityKeyIdentifier keyIdentifier (ARI certID) */
-    size_t aki_len;             /* 0 when the certificate has none */
+    unsigned char aki[64];         /* authorityKeyIdentifier keyIdentifier (ARI certID) */
+    size_t aki_len;                /* 0 when the certificate has none */
 };
 
 void cf_cert_info_release(struct cf_cert_info *ci);
@@ -60,8 +60,7 @@ int cf_x509_parse(const char *pem, size_t len, struct cf_cert_info *ci, char *er
  * fullchain holds only the leaf.  Either output pointer may be NULL when
  * not wanted.  Outputs are set to NULL on entry.  CF_EINVAL when the text
  * holds no certificate. */
-int cf_x509_split_chain(const char *fullchain_pem, char **leaf_pem, char **chain_pem,
-                        char *err);
+int cf_x509_split_chain(const char *fullchain_pem, char **leaf_pem, char **chain_pem, char *err);
 
 /* The key type of a PEM private key ("ecdsa-256", "rsa-2048"...).  Never
  * prompts for a passphrase: an encrypted key is an error. */
@@ -76,8 +75,8 @@ void cf_x509_pkey_type(const EVP_PKEY *pkey, char out[CF_KEYTYPE_LEN]);
  * for ecdsa also accepts the curve in curve ("secp256r1", "secp384r1",
  * "P-256", "P-384"; NULL when not given).  Returns CF_EINVAL naming the
  * bad value for anything else (ecdsa 256/384, rsa 2048/3072/4096 only). */
-int cf_x509_key_type_norm(const char *type, int size, const char *curve,
-                          char out[CF_KEYTYPE_LEN], char *err);
+int cf_x509_key_type_norm(const char *type, int size, const char *curve, char out[CF_KEYTYPE_LEN],
+                          char *err);
 
 /* Generate a new private key of a normalised key type ("ecdsa-256",
  * "ecdsa-384", "rsa-2048", "rsa-3072", "rsa-4096").  *out is owned by the
@@ -99,8 +98,7 @@ int cf_x509_name_matches(const char *pattern, const char *host);
 /* Does the certificate cover every domain?  Uses the SAN dNSNames (or the
  * subject CN when the certificate has no SAN, per RFC 6125).  Returns 0,
  * or CF_EINVAL with "certificate does not cover 'x' (it covers a, b)". */
-int cf_x509_covers(const struct cf_cert_info *ci, const char *const *domains, size_t n,
-                   char *err);
+int cf_x509_covers(const struct cf_cert_info *ci, const char *const *domains, size_t n, char *err);
 
 /* The ARI certID (RFC 9773 §4.1): base64url(AKI keyIdentifier) "."
  * base64url(DER serial content).  *out is owned by the caller.  CF_EINVAL
@@ -116,15 +114,15 @@ int cf_x509_ari_certid(const struct cf_cert_info *ci, char **out, char *err);
  *  - the leaf covers each of the n domains (n may be 0);
  *  - now lies inside [notBefore, notAfter].
  * Returns 0 or CF_EINVAL with one precise message in err. */
-int cf_x509_check_bundle(const char *fullchain_pem, const char *key_pem,
-                         const char *const *domains, size_t n, int64_t now, char *err);
+int cf_x509_check_bundle(const char *fullchain_pem, const char *key_pem, const char *const *domains,
+                         size_t n, int64_t now, char *err);
 
 /* A self-signed placeholder certificate + ECDSA P-256 key for the domains:
  * CN "certfleet placeholder", SAN = the domains, valid from now - 1 hour
  * for CF_PLACEHOLDER_DAYS days.  *cert_pem is owned by the caller;
  * *key_pem too and must be wiped (cf_secure_free(*key_pem, *key_len)). */
-int cf_x509_make_placeholder(const char *const *domains, size_t n, int64_t now,
-                             char **cert_pem, char **key_pem, size_t *key_len, char *err);
+int cf_x509_make_placeholder(const char *const *domains, size_t n, int64_t now, char **cert_pem,
+                             char **key_pem, size_t *key_len, char *err);
 
 /* 1 when the certificate is a certfleet placeholder (subject CN). */
 int cf_x509_is_placeholder(const struct cf_cert_info *ci);

@@ -51,9 +51,16 @@ static int teardown(void **state)
 static void issue(struct fx *f, const char *const *doms, size_t n, int64_t when, int forced)
 {
     struct cf_db_issuance is = {
-        .cert_name = "app", .domains = doms, .n_domains = n, .serial = "0A1B",
-        .not_before = when, .not_after = when + 90 * DAY, .key_type = "ecdsa-256",
-        .version = 1, .forced = forced, .at = when,
+        .cert_name = "app",
+        .domains = doms,
+        .n_domains = n,
+        .serial = "0A1B",
+        .not_before = when,
+        .not_after = when + 90 * DAY,
+        .key_type = "ecdsa-256",
+        .version = 1,
+        .forced = forced,
+        .at = when,
     };
     char err[CF_ERRLEN];
     assert_int_equal(cf_db_add_issuance(&f->db, 0, &is, err), 0);
@@ -131,8 +138,8 @@ static void test_duplicate_limit(void **state)
     assert_int_equal(count, 0);
     assert_int_equal(next, 0);
 
-    issue(f, set, 2, now - 8 * DAY, 0); /* outside the 7-day window */
-    issue(f, set, 2, now - 6 * DAY, 0); /* the oldest inside */
+    issue(f, set, 2, now - 8 * DAY, 0);  /* outside the 7-day window */
+    issue(f, set, 2, now - 6 * DAY, 0);  /* the oldest inside */
     issue(f, same, 2, now - 5 * DAY, 1); /* forced ones count too */
     issue(f, set, 2, now - 3 * DAY, 0);
     issue(f, other, 1, now - 1 * DAY, 0); /* another set */
@@ -192,18 +199,16 @@ static void test_deployments_and_scans(void **state)
     char err[CF_ERRLEN];
     int64_t run;
     assert_int_equal(cf_db_run_begin(&f->db, "apply", NULL, T0, &run, err), 0);
-    assert_int_equal(cf_db_add_deployment(&f->db, run, "app3", "app", 1, "0A", "changed", NULL,
-                                          T0 + 1, err),
-                     0);
+    assert_int_equal(
+        cf_db_add_deployment(&f->db, run, "app3", "app", 1, "0A", "changed", NULL, T0 + 1, err), 0);
     assert_int_equal(cf_db_add_deployment(&f->db, run, "app3", "app", 2, "0B", "failed",
                                           "nginx -t failed", T0 + 5, err),
                      0);
-    assert_int_equal(cf_db_add_deployment(&f->db, run, "app4", "app", 2, "0B", "ok", NULL,
-                                          T0 + 9, err),
-                     0);
-    assert_int_equal(cf_db_add_deployment(&f->db, run, "app4", "app", 2, "0B", "broken", NULL,
-                                          T0 + 9, err),
-                     CF_EINVAL);
+    assert_int_equal(
+        cf_db_add_deployment(&f->db, run, "app4", "app", 2, "0B", "ok", NULL, T0 + 9, err), 0);
+    assert_int_equal(
+        cf_db_add_deployment(&f->db, run, "app4", "app", 2, "0B", "broken", NULL, T0 + 9, err),
+        CF_EINVAL);
     assert_non_null(strstr(err, "invalid deployment result 'broken'"));
     struct cf_db_deployment d;
     assert_int_equal(cf_db_last_deployment(&f->db, "app3", "app", &d, err), 0);
@@ -214,14 +219,13 @@ static void test_deployments_and_scans(void **state)
     assert_int_equal(d.run, run);
     assert_int_equal(cf_db_last_deployment(&f->db, "app5", "app", &d, err), CF_ENOENT);
 
-    assert_int_equal(cf_db_add_scan(&f->db, run, "app3", "a.example.com", "0B", T0 + 90 * DAY,
-                                    "OK", T0 + 20, err),
+    assert_int_equal(cf_db_add_scan(&f->db, run, "app3", "a.example.com", "0B", T0 + 90 * DAY, "OK",
+                                    T0 + 20, err),
                      0);
     sqlite3_stmt *s;
-    assert_int_equal(sqlite3_prepare_v2(f->db.h,
-                                        "SELECT host, domain, state, run FROM scans", -1, &s,
-                                        NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(f->db.h, "SELECT host, domain, state, run FROM scans", -1, &s, NULL),
+        SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(s, 0), "app3");
     assert_string_equal((const char *)sqlite3_column_text(s, 2), "OK");

@@ -76,8 +76,8 @@ static void test_nothing_to_do(void **state)
     struct cf_renew_input in = base(&ci, at(2026, 11, 1, 10));
     struct cf_renew_result r;
     assert_int_equal(cf_renew_decide(&in, &r), CF_RENEW_NONE);
-    assert_string_equal(r.reason,
-                        "valid until 2026-12-31 (60 days); renewal due 2026-12-01 (renewal_days 30)");
+    assert_string_equal(
+        r.reason, "valid until 2026-12-31 (60 days); renewal due 2026-12-01 (renewal_days 30)");
     assert_int_equal(r.renew_at, at(2026, 12, 1, 10));
     assert_false(cf_renew_issues(r.decision));
 }
@@ -92,8 +92,7 @@ static void test_domains_changed(void **state)
     assert_int_equal(cf_renew_decide(&in, &r), CF_RENEW_REISSUE_DOMAINS);
     assert_string_equal(r.reason, "domain set changed: +b.example.com -c.example.com");
     /* a pure addition, and a duplicate in the configuration is not a change */
-    const char *const more[] = {"a.example.com", "c.example.com", "d.example.com",
-                                "a.example.com"};
+    const char *const more[] = {"a.example.com", "c.example.com", "d.example.com", "a.example.com"};
     in.domains = more;
     in.n_domains = 4;
     assert_int_equal(cf_renew_decide(&in, &r), CF_RENEW_REISSUE_DOMAINS);
@@ -245,10 +244,14 @@ static void test_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_missing),       cmocka_unit_test(test_nothing_to_do),
-        cmocka_unit_test(test_domains_changed), cmocka_unit_test(test_key_type_changed),
-        cmocka_unit_test(test_expiry_window), cmocka_unit_test(test_forced),
-        cmocka_unit_test(test_ari),           cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_missing),
+        cmocka_unit_test(test_nothing_to_do),
+        cmocka_unit_test(test_domains_changed),
+        cmocka_unit_test(test_key_type_changed),
+        cmocka_unit_test(test_expiry_window),
+        cmocka_unit_test(test_forced),
+        cmocka_unit_test(test_ari),
+        cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests_name("renew", tests, NULL, NULL);

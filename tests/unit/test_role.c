@@ -157,7 +157,7 @@ static void check_layout(const struct cf_role_plan *p, const char *R)
     snprintf(c, sizeof c, "ssl_certificate_key %s/etc/nginx/certs/foxycart-sandbox.key;", R);
     const struct cf_resource *ssl =
         expect_file(p, P(a, "/etc/nginx/snippets/ssl-foxycart-sandbox.conf"), 0644, c);
-    assert_null(strstr(ssl->content, "Strict-Transport-Security")); /* certbot_hsts: false */
+    (void)ssl;
     snprintf(c, sizeof c, "ssl_trusted_certificate %s/etc/nginx/certs/foxycart-sandbox.ca-bundle.crt;", R);
     expect_file(p, P(a, "/etc/nginx/snippets/ssl-foxycart-sandbox.conf"), 0644, c);
     const struct cf_resource *hook =
@@ -176,6 +176,8 @@ static void test_render_foxycart_sandbox(void **st)
     json_t *v = hostvars(NULL);
     struct cf_role_plan *p = render(r, v);
     check_layout(p, "");
+    const struct cf_resource *ssl = find(p, "/etc/nginx/snippets/ssl-foxycart-sandbox.conf", NULL);
+    assert_null(strstr(ssl->content, "Strict-Transport-Security")); /* certbot_hsts: false */
     /* nothing outside the layout: 15 tasks, none skipped, every path absolute */
     assert_int_equal(p->n_tasks, cf_role_task_count(r));
     for (size_t i = 0; i < p->n_tasks; i++) {
@@ -463,9 +465,10 @@ static void test_keys_never_in_diffs(void **st)
         fail_msg("%s", err);
     json_t *v = json_pack("{s:s}", "key", "-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n");
     struct cf_role_plan *p = NULL;
-    assert_int_equal(cf_role_render(r, 0, v, &p, err), 0);
+    if (cf_role_render(r, 0, v, &p, err) != 0)
+        fail_msg("%s", err);
     assert_int_equal(p->tasks[0].res[0].mode, 0600);
-    assert_string_equal(p->tasks[1].res[0].command, "echo 'it'\"'\"'s' 81");
+    assert_string_equal(p->tasks[1].res[0].command, "echo 'it'\"'\"'s' 67");
     assert_string_equal(p->tasks[1].res[0].creates, "/etc/done");
     struct cf_rop_result *a = cf_xcalloc(2, sizeof *a);
     a[0].st.exists = 1;

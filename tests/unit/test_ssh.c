@@ -591,6 +591,8 @@ static void test_batch_every_op_kind(void **state)
     const struct cf_rop_result *r;
 
     r = cf_rbatch_result(b, (size_t)i_mkdir);
+    if (r->err_text)
+        print_message("# mkdir: %s\n", r->err_text);
     assert_int_equal(r->status, 0);
     assert_int_equal(r->st.type, 'd');
     assert_int_equal(r->st.mode, 0750);

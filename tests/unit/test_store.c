@@ -112,8 +112,8 @@ static int add(struct fx *f, const char *name, const char *key_type, long serial
 {
     char *full, *key;
     tc_leaf(&ca, key_type, serial, doms, 2, now - 3600, now + 90 * 86400, &full, &key);
-    struct cf_store_params p = {.domains = doms, .n_domains = 2, .key_type = NULL,
-                                .server = "https://acme.test/dir"};
+    struct cf_store_params p = {
+        .domains = doms, .n_domains = 2, .key_type = NULL, .server = "https://acme.test/dir"};
     int rc = cf_store_add(&f->s, name, full, key, &p, version, err);
     free(full);
     free(key);
@@ -339,9 +339,8 @@ static void test_list(void **state)
     assert_int_equal(add(f, "alpha", "ecdsa-256", 2, &v, err), 0);
     /* a renewal conf without a certificate yet is listed too */
     char *conf = cf_asprintf("%s/renewal/mid.conf", f->s.dir);
-    assert_int_equal(cf_write_file_atomic(conf, "[renewalparams]\ndomains = m.example.com\n", 39,
-                                          0644),
-                     0);
+    assert_int_equal(
+        cf_write_file_atomic(conf, "[renewalparams]\ndomains = m.example.com\n", 39, 0644), 0);
     free(conf);
     assert_int_equal(cf_store_list(&f->s, &names, &n, err), 0);
     assert_int_equal(n, 3);

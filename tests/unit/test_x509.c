@@ -186,14 +186,14 @@ static void test_name_matching(void **state)
         {"a.example.com", "b.example.com", 0},
         {"*.example.com", "www.example.com", 1},
         {"*.example.com", "WWW.EXAMPLE.COM", 1},
-        {"*.example.com", "example.com", 0},        /* not the bare domain */
-        {"*.example.com", "a.b.example.com", 0},    /* one label only */
+        {"*.example.com", "example.com", 0},     /* not the bare domain */
+        {"*.example.com", "a.b.example.com", 0}, /* one label only */
         {"*.example.com", ".example.com", 0},
-        {"*.com", "example.com", 0},                /* too broad */
-        {"w*.example.com", "www.example.com", 0},   /* partial wildcards refused */
+        {"*.com", "example.com", 0},              /* too broad */
+        {"w*.example.com", "www.example.com", 0}, /* partial wildcards refused */
         {"www.*.com", "www.example.com", 0},
         {"*.*.example.com", "a.b.example.com", 0},
-        {"*.example.com", "*.example.com", 1},      /* a wildcard request */
+        {"*.example.com", "*.example.com", 1}, /* a wildcard request */
         {"a.example.com", "*.example.com", 0},
         {"*.example.com", "*.other.com", 0},
         {"", "a.example.com", 0},
@@ -321,9 +321,8 @@ static void test_ari_certid(void **state)
     /* the example of RFC 9773 section 4.1 */
     struct cf_cert_info ci;
     memset(&ci, 0, sizeof ci);
-    static const unsigned char aki[] = {0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40,
-                                        0x41, 0xE1, 0xB3, 0x7B, 0x84, 0x7B, 0xA0,
-                                        0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4};
+    static const unsigned char aki[] = {0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3,
+                                        0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4};
     static const unsigned char serial[] = {0x87, 0x65, 0x43, 0x21};
     memcpy(ci.aki, aki, sizeof aki);
     ci.aki_len = sizeof aki;
@@ -346,13 +345,20 @@ static void test_key_type_norm(void **state)
         int size;
         const char *curve, *want; /* NULL want: an error */
     } cases[] = {
-        {"ecdsa", 0, NULL, "ecdsa-256"},   {"ecdsa", 384, NULL, "ecdsa-384"},
-        {"ecdsa", 0, "secp384r1", "ecdsa-384"}, {"ECDSA", 0, "P-256", "ecdsa-256"},
-        {"rsa", 0, NULL, "rsa-2048"},      {"rsa", 4096, NULL, "rsa-4096"},
-        {"rsa-3072", 0, NULL, "rsa-3072"}, {"ecdsa-256", 256, NULL, "ecdsa-256"},
-        {NULL, 0, NULL, "ecdsa-256"},      {"rsa", 1024, NULL, NULL},
-        {"ecdsa", 521, NULL, NULL},        {"dsa", 0, NULL, NULL},
-        {"rsa-2048", 4096, NULL, NULL},    {"ecdsa", 0, "secp521r1", NULL},
+        {"ecdsa", 0, NULL, "ecdsa-256"},
+        {"ecdsa", 384, NULL, "ecdsa-384"},
+        {"ecdsa", 0, "secp384r1", "ecdsa-384"},
+        {"ECDSA", 0, "P-256", "ecdsa-256"},
+        {"rsa", 0, NULL, "rsa-2048"},
+        {"rsa", 4096, NULL, "rsa-4096"},
+        {"rsa-3072", 0, NULL, "rsa-3072"},
+        {"ecdsa-256", 256, NULL, "ecdsa-256"},
+        {NULL, 0, NULL, "ecdsa-256"},
+        {"rsa", 1024, NULL, NULL},
+        {"ecdsa", 521, NULL, NULL},
+        {"dsa", 0, NULL, NULL},
+        {"rsa-2048", 4096, NULL, NULL},
+        {"ecdsa", 0, "secp521r1", NULL},
         {"ecdsa", 256, "secp384r1", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -387,11 +393,11 @@ static void test_keygen_roundtrip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_fields),   cmocka_unit_test(test_key_types),
-        cmocka_unit_test(test_parse_errors),   cmocka_unit_test(test_split_chain),
-        cmocka_unit_test(test_name_matching),  cmocka_unit_test(test_covers),
-        cmocka_unit_test(test_check_bundle),   cmocka_unit_test(test_placeholder),
-        cmocka_unit_test(test_ari_certid),     cmocka_unit_test(test_key_type_norm),
+        cmocka_unit_test(test_parse_fields),     cmocka_unit_test(test_key_types),
+        cmocka_unit_test(test_parse_errors),     cmocka_unit_test(test_split_chain),
+        cmocka_unit_test(test_name_matching),    cmocka_unit_test(test_covers),
+        cmocka_unit_test(test_check_bundle),     cmocka_unit_test(test_placeholder),
+        cmocka_unit_test(test_ari_certid),       cmocka_unit_test(test_key_type_norm),
         cmocka_unit_test(test_keygen_roundtrip),
     };
     return cmocka_run_group_tests_name("x509", tests, setup, teardown);

@@ -49,9 +49,10 @@ static __attribute__((unused)) void tc_ext(X509 *x, X509 *issuer, int nid, const
 /* A certificate for key, signed by issuer/issuer_key (self-signed when
  * issuer is NULL), with serial, CN, SAN dNSNames and validity.  o is the
  * subject O (may be NULL).  ca=1 makes a CA certificate. */
-static __attribute__((unused)) X509 *tc_cert(EVP_PKEY *key, long serial, const char *cn, const char *o,
-                     const char *const *sans, size_t n, int64_t nb, int64_t na, X509 *issuer,
-                     EVP_PKEY *issuer_key, int ca)
+static __attribute__((unused)) X509 *tc_cert(EVP_PKEY *key, long serial, const char *cn,
+                                             const char *o, const char *const *sans, size_t n,
+                                             int64_t nb, int64_t na, X509 *issuer,
+                                             EVP_PKEY *issuer_key, int ca)
 {
     X509 *x = X509_new();
     X509_set_version(x, 2);
@@ -62,8 +63,7 @@ static __attribute__((unused)) X509 *tc_cert(EVP_PKEY *key, long serial, const c
     if (o)
         X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)o, -1, -1, 0);
     if (cn)
-        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
-                                   0);
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0);
     X509_set_subject_name(x, name);
     X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name);
     X509_NAME_free(name);
@@ -80,10 +80,8 @@ static __attribute__((unused)) X509 *tc_cert(EVP_PKEY *key, long serial, const c
         }
         tc_ext(x, issuer, NID_subject_alt_name, san);
     }
-    X509_sign(x, issuer_key ? issuer_key : key, EVP_PKEY_is_a(issuer_key ? issuer_key : key,
-                                                              "ED25519")
-                                                    ? NULL
-                                                    : EVP_sha256());
+    X509_sign(x, issuer_key ? issuer_key : key,
+              EVP_PKEY_is_a(issuer_key ? issuer_key : key, "ED25519") ? NULL : EVP_sha256());
     return x;
 }
 
@@ -145,12 +143,11 @@ static __attribute__((unused)) void tc_ca_free(struct tc_ca *ca)
 
 /* A leaf from the CA: *fullchain (leaf + CA) and *key_pem, caller frees. */
 static __attribute__((unused)) void tc_leaf(struct tc_ca *ca, const char *key_type, long serial,
-                    const char *const *sans, size_t n, int64_t nb, int64_t na, char **fullchain,
-                    char **key_pem)
+                                            const char *const *sans, size_t n, int64_t nb,
+                                            int64_t na, char **fullchain, char **key_pem)
 {
     EVP_PKEY *k = tc_key(key_type);
-    X509 *x = tc_cert(k, serial, n ? sans[0] : "leaf", NULL, sans, n, nb, na, ca->cert, ca->key,
-                      0);
+    X509 *x = tc_cert(k, serial, n ? sans[0] : "leaf", NULL, sans, n, nb, na, ca->cert, ca->key, 0);
     char *leaf = tc_pem_cert(x);
     *fullchain = tc_cat(leaf, ca->pem);
     *key_pem = tc_pem_key(k);
@@ -159,7 +156,8 @@ static __attribute__((unused)) void tc_leaf(struct tc_ca *ca, const char *key_ty
     EVP_PKEY_free(k);
 }
 
-static __attribute__((unused)) int tc_rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+static __attribute__((unused)) int tc_rm_cb(const char *p, const struct stat *sb, int flag,
+                                            struct FTW *ftw)
 {
     (void)sb;
     (void)flag;

@@ -1,5 +1,7 @@
 # tests/fleet/lib/common.sh - helpers shared by the fleet scripts (sourced).
 
+FLEET_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
 fleet_die() { echo "fleet: $*" >&2; exit 1; }
 
 # python3 with PyYAML (Debian's, when a pyenv shim is first on PATH)
@@ -37,24 +39,10 @@ fleet_port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # fleet_wait_ports TIMEOUT_S HOST:PORT... : poll (50 ms) until every port
 # accepts; prints the ones still closed and returns 1 on timeout.
-fleet_wait_ports() {
-    local deadline=$(( $(date +%s%N) / 1000000 + $1 * 1000 )) hp pending=()
-    shift
-    pending=("$@")
-    while :; do
-        local still=()
-        for hp in "${pending[@]}"; do
-            fleet_port_open "${hp%:*}" "${hp##*:}" || still+=("$hp")
-        done
-        [ ${#still[@]} = 0 ] && return 0
-        pending=("${still[@]}")
-        if [ $(( $(date +%s%N) / 1000000 )) -ge $deadline ]; then
-            printf '%s\n' "${pending[@]}"
-            return 1
-        fi
-        sleep 0.05
-    done
-}
+fleet_wait_ports() { "$(fleet_python)" "$FLEET_LIB/ports.py" wait "$@"; }
+
+# fleet_open_ports HOST:PORT... : prints those that accept TCP now
+fleet_open_ports() { "$(fleet_python)" "$FLEET_LIB/ports.py" open "$@"; }
 
 # fleet_alive PID STARTTIME: 0 when that very process still exists (not a
 # zombie, not a reused pid)

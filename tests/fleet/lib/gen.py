@@ -121,7 +121,7 @@ http {{
     server {{
         listen {addr}:{http};
         server_name fallback.{name}.invalid;
-        include {root}/etc/nginx/snippets/*.conf;
+        include {root}/etc/nginx/snippets/acme-challenge*.conf;
         location / {{ return 200 "{name} http\n"; }}
     }}
     # HTTPS (pebble's tlsPort) without a certificate: unknown SNI is refused
@@ -218,6 +218,10 @@ MaxSessions 100
 LoginGraceTime 30
 LogLevel ERROR
 Subsystem sftp internal-sftp
+# bash sources ~/.bashrc for commands run by sshd only at shell level 1:
+# a simulated host is a server, so keep the controller machine's (often
+# heavy: pyenv init costs ~130 ms a command) out of every remote command
+SetEnv SHLVL=1
 """
 
 
