@@ -441,8 +441,20 @@ static void prep_handlers(struct prep *p, cf_ssh *s)
     }
     struct cf_role_opts ro = {r->check, r->o->diff, h->cfg->become};
     char err[CF_ERRLEN] = "";
-    if (cf_role_run_handlers(p->s, r->role, h->vars, (const char *const *)h->notified,
-                             h->n_notified, &ro, on_handlers, p, err) != 0) {
+    int rc = cf_role_run_handlers(p->s, r->role, h->vars, (const char *const *)h->notified,
+                                  h->n_notified, &ro, on_handlers, p, err);
+    if (rc == 1) {
+        /* nothing due, or --check: no callback comes */
+        if (r->check)
+            cf_report_task(hrep(h), "handler", "test, then reload nginx", CF_TASK_SKIPPED,
+                           "check mode: not run", NULL, 0);
+        struct cf_hostq *q = h->q;
+        prep_free(p);
+        host_prepared(h, 1);
+        cf_hostq_done(q);
+        return;
+    }
+    if (rc != 0) {
         cf_report_host_failed(hrep(h), err);
         struct cf_hostq *q = h->q;
         prep_free(p);

@@ -261,6 +261,7 @@ static int load_tasks(const char *file, int handler, int optional, struct task *
                 task_release(&(*out)[k]);
             free(*out);
             *out = NULL;
+            *n = 0;
             json_decref(doc);
             return r;
         }

@@ -19,3 +19,45 @@ want: $3"; fi; }
 like() { if printf '%s' "$2" | grep -qE -- "$3"; then ok "$1"; else not_ok "$1" "text: $(printf '%s' "$2" | head -20)
 does not match: $3"; fi; }
 finish() { exit $(( CF_FAILS > 0 )); }
+
+# ---- the local fleet -------------------------------------------------
+# fleet_up NAME [start options...]: start a fleet in a fresh directory
+# (stopped at exit, even when the test fails) and source its env.
+# Sets FDIR, STATE, INV; cf ARGS... runs certfleet against it.
+CF_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+fleet_up() {
+    local name=$1; shift
+    FDIR=$(mktemp -d "/tmp/cf-$name.XXXXXX")
+    trap 'fleet_down' EXIT
+    if ! "$CF_ROOT/tests/fleet/start" --dir "$FDIR" "$@" >"$FDIR/start.log" 2>&1; then
+        echo "# fleet did not start:"; sed 's/^/#   /' "$FDIR/start.log"
+        not_ok "fleet starts"; finish
+    fi
+    # shellcheck disable=SC1091
+    . "$FDIR/env"
+    STATE=$FDIR/state
+    INV=$FLEET_INVENTORY
+    mkdir -p "$STATE"
+}
+fleet_down() {
+    [ -n "${FDIR:-}" ] && "$CF_ROOT/tests/fleet/stop" "$FDIR" >/dev/null 2>&1
+    [ -n "${FDIR:-}" ] && [ -z "${KEEP_FLEET:-}" ] && rm -rf "$FDIR"
+    return 0
+}
+# cf SUBCOMMAND ARGS...: certfleet against the fleet; output in $OUT, exit code in $RC
+cf() {
+    local sub=$1; shift
+    OUT=$("$CERTFLEET" "$sub" -i "$INV" --known-hosts "$FLEET_KNOWN_HOSTS" \
+        --state-dir "$STATE" --timeout "${CF_TIMEOUT:-10}" "$@" 2>&1)
+    RC=$?
+    printf '%s\n' "$OUT" >>"${FDIR:-/tmp}/certfleet.log"
+}
+# root of a fleet host
+hroot() { echo "$FLEET_DIR/hosts/$1/root"; }
+# serial served by ADDR:5001 for SNI NAME, as openssl prints it
+served_serial() {
+    echo | timeout 10 openssl s_client -connect "$1:${FLEET_HTTPS_PORT:-5001}" -servername "$2" 2>/dev/null \
+        | openssl x509 -noout -serial 2>/dev/null | sed 's/^serial=//'
+}
+# recap counter for a host: recap_field OUT HOST changed
+recap_field() { printf '%s\n' "$1" | sed -n "s/^$2 *: .*$3=\([0-9]*\).*/\1/p" | head -1; }

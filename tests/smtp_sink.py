@@ -48,7 +48,8 @@ class Handler:
             for r in envelope.rcpt_tos:
                 f.write("RCPT TO: %s\n" % r)
             f.write("TLS: %s\n" % ("yes" if session.ssl else "no"))
-            f.write("AUTH: %s\n" % (session.login_data.decode() if session.login_data else "-"))
+            ad = getattr(session, "auth_data", None)
+            f.write("AUTH: %s\n" % (ad.login.decode() if isinstance(ad, LoginPassword) else "-"))
         with open(base + ".eml.tmp", "wb") as f:
             f.write(envelope.original_content or envelope.content)
         os.rename(base + ".env.tmp", base + ".env")
@@ -58,7 +59,7 @@ class Handler:
 
 def authenticator(server, session, envelope, mechanism, auth_data):
     if isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == auth:
-        return AuthResult(success=True)
+        return AuthResult(success=True, auth_data=auth_data)
     return AuthResult(success=False, handled=False)
 
 

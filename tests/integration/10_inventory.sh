@@ -11,7 +11,8 @@ trap 'rm -rf "$TMP"' EXIT
 
 # ansible-inventory: no config file, no cache or warnings outside $TMP
 export ANSIBLE_HOME=$TMP/ansible-home ANSIBLE_LOCAL_TEMP=$TMP/ansible-tmp
-export ANSIBLE_CONFIG=/dev/null ANSIBLE_INVENTORY_UNPARSED_WARNING=False
+: >"$TMP/ansible.cfg"
+export ANSIBLE_CONFIG=$TMP/ansible.cfg ANSIBLE_INVENTORY_UNPARSED_WARNING=False
 export ANSIBLE_LOCALHOST_WARNING=False ANSIBLE_NOCOLOR=1
 
 if ! command -v ansible-inventory >/dev/null; then

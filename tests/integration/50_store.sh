@@ -157,6 +157,16 @@ is "json private key path" "$(jq -r '.certificates[0].private_key_path' <<<"$jso
     "$S/live/alpha/privkey.pem"
 is "json not locked" "$(jq -r '.certificates[0].locked_by' <<<"$json")" "null"
 
+# ---- configured domains that the certificate does not cover yet ----
+check "epsilon stored with a wider configured set" "$DRIVER" --import "$S" epsilon \
+    "$pki/alpha1.full" "$pki/alpha1.key" alpha.example.com www.alpha.example.com new.example.com
+out=$("$CERTFLEET" certificates --state-dir "$S" epsilon 2>&1)
+like "configured domains shown when they differ" "$out" \
+    "Configured Domains: alpha.example.com www.alpha.example.com new.example.com \(the next run reissues\)"
+is "json configured domains" \
+    "$("$CERTFLEET" certificates --state-dir "$S" --output json epsilon |
+        jq -r '.certificates[0].configured_domains | length')" 3
+
 # ---- empty, usage ----
 out=$("$CERTFLEET" certificates --state-dir "$tmp/none" 2>&1); rc=$?
 is "missing state dir exits 0" "$rc" 0

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # tests/fleet/lib/common.sh - helpers shared by the fleet scripts (sourced).
 
 FLEET_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,7 +19,7 @@ fleet_python() {
 # since stop checks hundreds of pids many times.
 fleet_stat() {
     local line rest f
-    FLEET_STATE= FLEET_START= FLEET_PGID=
+    FLEET_STATE='' FLEET_START='' FLEET_PGID=''
     { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
     rest=${line##*) }   # the command name may contain spaces and parentheses
     read -r -a f <<<"$rest"
