@@ -461,8 +461,7 @@ struct acme_req {
 
 static void req_send(struct acme_req *r);
 
-static void req_done(struct acme_req *r, int status, struct cf_http_response *resp,
-                     const char *err)
+static void req_done(struct acme_req *r, int status, struct cf_http_response *resp, const char *err)
 {
     struct cf_acme *a = r->a;
     r->cb(r->ctx, status, resp, err);
@@ -477,8 +476,7 @@ static void nonce_take(struct cf_acme *a, struct cf_http_response *resp)
     const char *n = cf_http_header(resp, "Replay-Nonce", 0);
     /* nonces are base64url (RFC 8555 §6.5.1); anything else is dropped */
     if (!n || !*n || strlen(n) > 256 ||
-        strspn(n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") !=
-            strlen(n))
+        strspn(n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(n))
         return;
     if (a->n_nonces == ACME_NONCE_POOL) {
         free(a->nonces[0]);
@@ -521,8 +519,7 @@ static void on_req_response(int status, struct cf_http_response *resp, void *arg
     if ((resp->status == 429 || resp->status == 503) && r->busy_tries < ACME_BUSY_TRIES) {
         int64_t ms;
         const char *ra = cf_http_header(resp, "Retry-After", 0);
-        if (ra && cf_acme_parse_retry_after(ra, cf_now_ms(), &ms) == 0 &&
-            ms <= ACME_BUSY_MAX_MS) {
+        if (ra && cf_acme_parse_retry_after(ra, cf_now_ms(), &ms) == 0 && ms <= ACME_BUSY_MAX_MS) {
             r->busy_tries++;
             cf_info("acme: HTTP %ld from '%s', retrying in %lld ms", resp->status, r->url,
                     (long long)ms);
@@ -599,8 +596,7 @@ static void req_send(struct acme_req *r)
         free(jws); /* cf_http copies the body */
     }
     if (rc) {
-        snprintf(err, sizeof err, "acme: cannot send request to '%s': %s", r->url,
-                 cf_strerror(rc));
+        snprintf(err, sizeof err, "acme: cannot send request to '%s': %s", r->url, cf_strerror(rc));
         req_done(r, rc, NULL, err);
     }
 }
@@ -743,8 +739,8 @@ static void on_directory(void *ctx, int status, struct cf_http_response *resp, c
     a->new_order = cf_strdup(no);
     a->key_change = url_ok(a, kc) ? cf_strdup(kc) : NULL;
     a->renewal_info = url_ok(a, ri) ? cf_strdup(ri) : NULL;
-    a->eab_required = json_is_true(json_object_get(json_object_get(j, "meta"),
-                                                   "externalAccountRequired"));
+    a->eab_required =
+        json_is_true(json_object_get(json_object_get(j, "meta"), "externalAccountRequired"));
     json_decref(j);
     a->dir_state = RS_READY;
     pump(a);
@@ -778,8 +774,7 @@ static int account_key_load(struct cf_acme *a, char *err)
         goto out;
     if ((rc = cf_keys_to_pem(a->account_key, &pem, &len, err)) != 0)
         goto out;
-    if (cf_mkdir_p(a->account_dir, 0700) != 0 ||
-        cf_write_file_atomic(path, pem, len, 0600) != 0) {
+    if (cf_mkdir_p(a->account_dir, 0700) != 0 || cf_write_file_atomic(path, pem, len, 0600) != 0) {
         rc = CF_EIO;
         cf_errf(err, "cannot write account key '%s': %s", path, strerror(errno));
     }
@@ -850,8 +845,9 @@ static void account_start(struct cf_acme *a)
     if ((rc = cf_jws_thumbprint(a->account_key, &a->thumbprint, err)) != 0)
         goto fail;
     if (a->eab_required && !a->eab_kid) {
-        rc = cf_errf(err, "acme: server '%s' requires external account binding: set "
-                          "'certbot_eab_kid' and 'certbot_eab_hmac_key'",
+        rc = cf_errf(err,
+                     "acme: server '%s' requires external account binding: set "
+                     "'certbot_eab_kid' and 'certbot_eab_hmac_key'",
                      a->directory_url);
         goto fail;
     }
@@ -1121,8 +1117,7 @@ static void order_fail(struct order *o, int status, char *msg)
 
 static void order_handle(struct order *o, json_t *obj, int64_t retry_after_ms);
 
-static void on_order_object(void *ctx, int status, struct cf_http_response *resp,
-                            const char *err)
+static void on_order_object(void *ctx, int status, struct cf_http_response *resp, const char *err)
 {
     struct order *o = ctx;
     json_t *j;
@@ -1140,9 +1135,9 @@ static void on_order_object(void *ctx, int status, struct cf_http_response *resp
         const char *loc = cf_http_header(resp, "Location", 0);
         if (!url_ok(o->a, loc)) {
             json_decref(j);
-            order_fail(o, CF_EPROTO,
-                       cf_asprintf("acme: newOrder for '%s' returned no valid Location",
-                                   o->domains[0]));
+            order_fail(
+                o, CF_EPROTO,
+                cf_asprintf("acme: newOrder for '%s' returned no valid Location", o->domains[0]));
             return;
         }
         o->order_url = cf_strdup(loc);
@@ -1193,8 +1188,7 @@ static void order_handle(struct order *o, json_t *j, int64_t retry_after_ms)
     const char *fin = jstr(j, "finalize");
     const json_t *authzs = json_object_get(j, "authorizations");
     if (!st) {
-        order_fail(o, CF_EPROTO,
-                   cf_asprintf("acme: order '%s' has no status", o->order_url));
+        order_fail(o, CF_EPROTO, cf_asprintf("acme: order '%s' has no status", o->order_url));
         return;
     }
     if (!url_ok(o->a, fin) || !json_is_array(authzs) || json_array_size(authzs) > 100) {
@@ -1205,9 +1199,9 @@ static void order_handle(struct order *o, json_t *j, int64_t retry_after_ms)
     }
     for (size_t i = 0; i < json_array_size(authzs); i++)
         if (!url_ok(o->a, json_string_value(json_array_get(authzs, i)))) {
-            order_fail(o, CF_EPROTO,
-                       cf_asprintf("acme: order '%s' has an invalid authorization URL",
-                                   o->order_url));
+            order_fail(
+                o, CF_EPROTO,
+                cf_asprintf("acme: order '%s' has an invalid authorization URL", o->order_url));
             return;
         }
     free(o->finalize_url);
@@ -1233,9 +1227,9 @@ static void order_handle(struct order *o, json_t *j, int64_t retry_after_ms)
     case CF_ACME_STEP_DOWNLOAD: {
         const char *cert = jstr(j, "certificate");
         if (!url_ok(o->a, cert)) {
-            order_fail(o, CF_EPROTO,
-                       cf_asprintf("acme: valid order '%s' has no valid certificate URL",
-                                   o->order_url));
+            order_fail(
+                o, CF_EPROTO,
+                cf_asprintf("acme: valid order '%s' has no valid certificate URL", o->order_url));
             return;
         }
         o->cert_url = cf_strdup(cert);
@@ -1269,8 +1263,8 @@ static void on_cleaned(void *ctx, int status, const char *err)
 {
     struct authz *z = ctx;
     if (status)
-        cf_log(0, "warning: cannot remove %s challenge for '%s': %s", z->chal_type,
-               z->identifier, err ? err : cf_strerror(status));
+        cf_log(0, "warning: cannot remove %s challenge for '%s': %s", z->chal_type, z->identifier,
+               err ? err : cf_strerror(status));
     authz_complete(z);
 }
 
@@ -1315,8 +1309,7 @@ static void on_chal_posted(void *ctx, int status, struct cf_http_response *resp,
     json_t *j;
     char *msg;
     if (status) {
-        authz_fail(z, status,
-                   cf_asprintf("acme: challenge for '%s': %s", z->identifier, err));
+        authz_fail(z, status, cf_asprintf("acme: challenge for '%s': %s", z->identifier, err));
         return;
     }
     if ((status = resp_json(resp, z->chal_url, z->identifier, &j, &msg)) != 0) {
@@ -1361,9 +1354,9 @@ static void authz_solve(struct authz *z, const json_t *j)
         }
     }
     if (!ch) {
-        authz_fail(z, CF_EACME,
-                   cf_asprintf("acme: server offers no %s challenge for '%s'", want,
-                               z->identifier));
+        authz_fail(
+            z, CF_EACME,
+            cf_asprintf("acme: server offers no %s challenge for '%s'", want, z->identifier));
         return;
     }
     const char *token = jstr(ch, "token"), *url = jstr(ch, "url");
@@ -1376,8 +1369,7 @@ static void authz_solve(struct authz *z, const json_t *j)
     }
     if (!url_ok(o->a, url)) {
         authz_fail(z, CF_EPROTO,
-                   cf_asprintf("acme: invalid challenge URL from server for '%s'",
-                               z->identifier));
+                   cf_asprintf("acme: invalid challenge URL from server for '%s'", z->identifier));
         return;
     }
     z->chal_type = cf_strdup(want);
@@ -1518,8 +1510,8 @@ static void finalize(struct order *o)
     char err[CF_ERRLEN] = "";
     unsigned char *der = NULL;
     size_t len = 0;
-    int rc = cf_keys_csr(o->cert_key, (const char *const *)o->domains, o->n_domains, &der, &len,
-                         err);
+    int rc =
+        cf_keys_csr(o->cert_key, (const char *const *)o->domains, o->n_domains, &der, &len, err);
     if (rc) {
         order_fail(o, rc, cf_strdup(err));
         return;
@@ -1538,7 +1530,7 @@ static void finalize(struct order *o)
 
 /* Parse every certificate of a PEM chain; NULL when there is none or
  * anything but certificates. */
-static STACK_OF(X509) *parse_chain(const char *pem)
+static STACK_OF(X509) * parse_chain(const char *pem)
 {
     BIO *b = BIO_new_mem_buf(pem, -1);
     STACK_OF(X509) *sk = sk_X509_new_null();
@@ -1559,7 +1551,7 @@ static STACK_OF(X509) *parse_chain(const char *pem)
     return sk;
 }
 
-static char *pem_of(STACK_OF(X509) *sk, int from, int to)
+static char *pem_of(STACK_OF(X509) * sk, int from, int to)
 {
     BIO *b = BIO_new(BIO_s_mem());
     for (int i = from; i < to; i++)
@@ -1575,8 +1567,8 @@ static char *pem_of(STACK_OF(X509) *sk, int from, int to)
 
 static void deliver(struct order *o)
 {
-    size_t idx = cf_acme_pick_chain((const char *const *)o->chains, o->n_chains,
-                                    o->preferred_chain);
+    size_t idx =
+        cf_acme_pick_chain((const char *const *)o->chains, o->n_chains, o->preferred_chain);
     STACK_OF(X509) *sk = parse_chain(o->chains[idx]);
     if (!sk) {
         order_fail(o, CF_EPROTO,
@@ -1644,8 +1636,7 @@ static char *link_alternate(const char *v)
     return strndup(lt + 1, (size_t)(gt - lt - 1));
 }
 
-static void on_certificate(void *ctx, int status, struct cf_http_response *resp,
-                           const char *err)
+static void on_certificate(void *ctx, int status, struct cf_http_response *resp, const char *err)
 {
     struct order *o = ctx;
     if (status) {
@@ -1658,9 +1649,10 @@ static void on_certificate(void *ctx, int status, struct cf_http_response *resp,
         char *msg;
         status = resp_json(resp, o->cert_url, o->domains[0], &j, &msg);
         json_decref(j);
-        order_fail(o, status ? status : CF_EPROTO,
-                   msg ? msg : cf_asprintf("acme: unexpected HTTP %ld from '%s'", resp->status,
-                                           o->cert_url));
+        order_fail(
+            o, status ? status : CF_EPROTO,
+            msg ? msg
+                : cf_asprintf("acme: unexpected HTTP %ld from '%s'", resp->status, o->cert_url));
         return;
     }
     if (!strstr(resp->body, "-----BEGIN CERTIFICATE-----")) {
@@ -1704,8 +1696,7 @@ static void order_begin(void *ctx, int status, const char *err)
     }
     json_t *ids = json_array();
     for (size_t i = 0; i < o->n_domains; i++)
-        json_array_append_new(ids, json_pack("{s:s, s:s}", "type", "dns", "value",
-                                             o->domains[i]));
+        json_array_append_new(ids, json_pack("{s:s, s:s}", "type", "dns", "value", o->domains[i]));
     json_t *p = json_pack("{s:o}", "identifiers", ids);
     if (o->replaces)
         json_object_set_new(p, "replaces", json_string(o->replaces));
@@ -1748,8 +1739,9 @@ int cf_acme_order(struct cf_acme *a, const struct cf_acme_order_req *r, cf_acme_
         if (!r->domains[i] || !domain_ok(r->domains[i]))
             return cf_errf(err, "invalid domain name '%s'", r->domains[i] ? r->domains[i] : "");
         if (!strncmp(r->domains[i], "*.", 2) && strcmp(ct, "dns-01") != 0)
-            return cf_errf(err, "wildcard '%s' needs the dns-01 challenge: set "
-                                "'certbot_challenge_type: dns-01' and a DNS hook",
+            return cf_errf(err,
+                           "wildcard '%s' needs the dns-01 challenge: set "
+                           "'certbot_challenge_type: dns-01' and a DNS hook",
                            r->domains[i]);
     }
     struct order *o = cf_xcalloc(1, sizeof *o);
@@ -1760,9 +1752,8 @@ int cf_acme_order(struct cf_acme *a, const struct cf_acme_order_req *r, cf_acme_
     o->n_domains = r->n_domains;
     o->challenge_type = cf_strdup(ct);
     o->replaces = r->replaces && *r->replaces ? cf_strdup(r->replaces) : NULL;
-    o->preferred_chain = r->preferred_chain && *r->preferred_chain
-                             ? cf_strdup(r->preferred_chain)
-                             : NULL;
+    o->preferred_chain =
+        r->preferred_chain && *r->preferred_chain ? cf_strdup(r->preferred_chain) : NULL;
     EVP_PKEY_up_ref(r->cert_key);
     o->cert_key = r->cert_key;
     o->solver = *r->solver;
@@ -1828,8 +1819,7 @@ static void ari_done(struct simple_op *op, int status, int64_t s, int64_t e, con
     op_done(op, status, err);
 }
 
-static void on_renewal_info(void *ctx, int status, struct cf_http_response *resp,
-                            const char *err)
+static void on_renewal_info(void *ctx, int status, struct cf_http_response *resp, const char *err)
 {
     struct simple_op *op = ctx;
     json_t *j = NULL;
@@ -1845,8 +1835,7 @@ static void on_renewal_info(void *ctx, int status, struct cf_http_response *resp
     if (cf_acme_parse_time(jstr(w, "start"), &s) != 0 ||
         cf_acme_parse_time(jstr(w, "end"), &e) != 0 || e <= s) {
         status = CF_EPROTO;
-        msg = cf_asprintf("acme: renewal info for '%s' has no valid suggestedWindow",
-                          op->cert_id);
+        msg = cf_asprintf("acme: renewal info for '%s' has no valid suggestedWindow", op->cert_id);
     }
 out:
     json_decref(j);
@@ -1862,8 +1851,8 @@ static void on_ari_ready(void *ctx, int status, const char *err)
         return;
     }
     if (!op->a->renewal_info) {
-        char *msg = cf_asprintf("acme: server '%s' offers no renewalInfo (ARI)",
-                                op->a->directory_url);
+        char *msg =
+            cf_asprintf("acme: server '%s' offers no renewalInfo (ARI)", op->a->directory_url);
         ari_done(op, CF_ENOENT, 0, 0, msg);
         free(msg);
         return;
@@ -1899,8 +1888,7 @@ int cf_acme_renewal_info(struct cf_acme *a, const char *cert_pem,
     return 0;
 }
 
-static void on_key_changed(void *ctx, int status, struct cf_http_response *resp,
-                           const char *err)
+static void on_key_changed(void *ctx, int status, struct cf_http_response *resp, const char *err)
 {
     struct simple_op *op = ctx;
     struct cf_acme *a = op->a;
@@ -1908,12 +1896,22 @@ static void on_key_changed(void *ctx, int status, struct cf_http_response *resp,
     char *msg = NULL;
     char e2[CF_ERRLEN] = "";
     if (status) {
-        msg = cf_asprintf("acme: key change: %s", err);
+        /* the server may or may not have switched: keep the new key */
+        msg = cf_asprintf("acme: key change: %s; the new key is kept in '%s'", err, op->next_path);
+        op_done(op, status, msg);
+        free(msg);
+        return;
+    }
+    /* success is any 2xx; pebble answers 200 with an empty body */
+    if (resp->status < 200 || resp->status > 299) {
+        status = resp_json(resp, a->key_change, NULL, &j, &msg);
+        json_decref(j);
+        if (!status) {
+            status = CF_EPROTO;
+            msg = cf_asprintf("acme: unexpected HTTP %ld from '%s'", resp->status, a->key_change);
+        }
         goto fail;
     }
-    if ((status = resp_json(resp, a->key_change, NULL, &j, &msg)) != 0)
-        goto fail;
-    json_decref(j);
     /* the server uses the new key now: make it the one on disk */
     char *pem = NULL;
     size_t len = 0;
@@ -1973,8 +1971,8 @@ static void on_rollover_ready(void *ctx, int status, const char *err)
         snprintf(e, sizeof e, "cannot write '%s'", op->next_path);
         goto fail;
     }
-    if ((status = cf_jws_rollover_inner(op->new_key, a->account_key, a->kid, a->key_change,
-                                        &inner, e)) != 0)
+    if ((status = cf_jws_rollover_inner(op->new_key, a->account_key, a->kid, a->key_change, &inner,
+                                        e)) != 0)
         goto fail;
     cf_keys_pem_free(pem, len);
     post(a, a->key_change, inner, on_key_changed, op);

@@ -31,12 +31,12 @@
 
 /* Strings are copied by cf_acme_new. */
 struct cf_acme_config {
-    const char *directory_url; /* required, http:// or https:// */
-    const char *ca_bundle;     /* CA file to trust for the ACME server, or NULL */
-    const char *state_dir;     /* required: accounts/ lives here */
-    const char *email;         /* contact, or NULL */
-    const char *eab_kid;       /* external account binding, both or neither */
-    const char *eab_hmac_key;  /* base64url */
+    const char *directory_url;    /* required, http:// or https:// */
+    const char *ca_bundle;        /* CA file to trust for the ACME server, or NULL */
+    const char *state_dir;        /* required: accounts/ lives here */
+    const char *email;            /* contact, or NULL */
+    const char *eab_kid;          /* external account binding, both or neither */
+    const char *eab_hmac_key;     /* base64url */
     const char *account_key_type; /* "ecdsa" (default) or "rsa" for a new account key */
     int account_key_bits;         /* 0 = default (256 / 2048) */
     long timeout_ms;              /* per HTTP request, 0 = 30 s */
@@ -79,10 +79,10 @@ typedef void (*cf_acme_solver_done)(void *ctx, int status, const char *err);
  * client calls it for every challenge it presented, also when the order
  * failed, and waits for its done before it reports. */
 struct cf_acme_solver {
-    void (*present)(void *solver_arg, const struct cf_acme_challenge *ch,
-                    cf_acme_solver_done done, void *ctx);
-    void (*cleanup)(void *solver_arg, const struct cf_acme_challenge *ch,
-                    cf_acme_solver_done done, void *ctx);
+    void (*present)(void *solver_arg, const struct cf_acme_challenge *ch, cf_acme_solver_done done,
+                    void *ctx);
+    void (*cleanup)(void *solver_arg, const struct cf_acme_challenge *ch, cf_acme_solver_done done,
+                    void *ctx);
     void *arg;
 };
 
@@ -92,9 +92,9 @@ struct cf_acme_solver {
 struct cf_acme_order_req {
     const char *const *domains; /* first one becomes the CN */
     size_t n_domains;
-    const char *challenge_type; /* "http-01" (default) or "dns-01"; wildcards need dns-01 */
-    EVP_PKEY *cert_key;         /* the certificate's key, signs the CSR */
-    const char *replaces;       /* ARI certID of the certificate this one replaces, or NULL */
+    const char *challenge_type;  /* "http-01" (default) or "dns-01"; wildcards need dns-01 */
+    EVP_PKEY *cert_key;          /* the certificate's key, signs the CSR */
+    const char *replaces;        /* ARI certID of the certificate this one replaces, or NULL */
     const char *preferred_chain; /* issuer CN of the top of the preferred chain, or NULL */
     const struct cf_acme_solver *solver;
 };

@@ -1416,6 +1416,16 @@ static void push_prove(struct push *p)
     }
 }
 
+/* Is the certificate used by a service (an nginx server block) on the
+ * host?  Only then can a TLS handshake prove it is served. */
+static int host_serves(const struct rhost *h, const char *cert)
+{
+    for (size_t i = 0; i < h->cfg->n_services; i++)
+        if (!strcmp(h->cfg->services[i].cert_source, cert))
+            return 1;
+    return 0;
+}
+
 static void on_reloaded(struct cf_rbatch *b, int status, void *arg)
 {
     struct push *p = arg;
@@ -1426,6 +1436,14 @@ static void on_reloaded(struct cf_rbatch *b, int status, void *arg)
         free(out);
         push_rollback(p, why, 1);
         free(why);
+        return;
+    }
+    if (!host_serves(p->h, p->c->fc->cert_name)) {
+        char *msg = cf_asprintf("version %d serial %s installed; no service of this host uses "
+                                "it (certbot_services), so it was not probed over TLS",
+                                p->c->pems.version, crep(p->c)->serial ? crep(p->c)->serial : "?");
+        push_host_done(p, 1, msg);
+        free(msg);
         return;
     }
     push_prove(p);

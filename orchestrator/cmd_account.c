@@ -59,8 +59,10 @@ static void on_rolled(int status, const char *err, void *arg)
     if (status)
         fprintf(stderr, "certfleet account: rollover failed: %s\n", err ? err : "");
     else
-        printf("account %s: key rolled over (%s %d)\n", cf_acme_account_url(r->acme),
-               r->key_type, r->key_bits ? r->key_bits : !strcmp(r->key_type, "rsa") ? 2048 : 256);
+        printf("account %s: key rolled over (%s %d)\n", cf_acme_account_url(r->acme), r->key_type,
+               r->key_bits                   ? r->key_bits
+               : !strcmp(r->key_type, "rsa") ? 2048
+                                             : 256);
     finish(r);
 }
 
@@ -111,6 +113,15 @@ int cmd_account(int argc, char **argv)
         }
         rest[n++] = argv[i];
     }
+    /* the verb may come first ('account rollover --server ...'): the
+     * shared parser stops at the first non-option, so lift it out */
+    const char *verb = NULL;
+    if (n > 1 && rest[1][0] != '-') {
+        verb = rest[1];
+        memmove(rest + 1, rest + 2, (size_t)(n - 2) * sizeof *rest);
+        n--;
+        rest[n] = NULL;
+    }
     struct cf_opts o;
     int rc = cf_opts_parse(n, rest, CF_OPT_ACME | CF_OPT_STATE, usage, &o, err);
     if (rc == 1) {
@@ -121,11 +132,15 @@ int cmd_account(int argc, char **argv)
         free(rest);
         return cf_usage_error("account", err);
     }
-    if (o.n_args != 1 || (strcmp(o.args[0], "rollover") != 0 && strcmp(o.args[0], "show") != 0)) {
+    if (!verb && o.n_args == 1)
+        verb = o.args[0];
+    else if (o.n_args != 0)
+        verb = NULL;
+    if (!verb || (strcmp(verb, "rollover") != 0 && strcmp(verb, "show") != 0)) {
         free(rest);
         return cf_usage_error("account", "expected 'show' or 'rollover'");
     }
-    r.verb = o.args[0];
+    r.verb = verb;
     uv_loop_t loop;
     uv_loop_init(&loop);
     if (cf_http_new(&loop, &r.http) != 0) {
@@ -134,7 +149,9 @@ int cmd_account(int argc, char **argv)
         return CF_EXIT_FAILED;
     }
     struct cf_acme_config c = {
-        .directory_url = o.server ? o.server : o.staging ? LE_STAGING : LE_PRODUCTION,
+        .directory_url = o.server    ? o.server
+                         : o.staging ? LE_STAGING
+                                     : LE_PRODUCTION,
         .ca_bundle = o.ca_bundle,
         .state_dir = o.state_dir,
         .account_key_type = "ecdsa",

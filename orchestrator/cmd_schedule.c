@@ -1,16 +1,371 @@
-/* cmd_schedule.c - 'certfleet schedule' (not built yet). */
+/*
+ * cmd_schedule.c - 'certfleet schedule': a systemd service + timer (or a
+ * cron line) that runs 'certfleet apply' (or renew) unattended, twice a
+ * day with a random delay, like the certbot timer the seed guides use.
+ *
+ * The options are schedule's own, so they are parsed here rather than by
+ * cf_opts_parse (which rejects options outside the shared families).
+ */
 #include "cf.h"
 #include "commands.h"
+#include "util.h"
 
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: certfleet schedule (--print | --install) -i INVENTORY [-l LIMIT]\n"
+    "                          [--command apply|renew] [--cron] [--name NAME]\n"
+    "                          [--unit-dir DIR] [--state-dir DIR]\n"
+    "\n"
+    "Writes a systemd service and timer that run 'certfleet apply' (or 'renew')\n"
+    "with the inventory and limit given, twice daily (00:00 and 12:00) with up to\n"
+    "an hour of random delay (RandomizedDelaySec=3600) and Persistent=true, so a\n"
+    "run missed while the controller was off happens at the next boot.\n"
+    "\n"
+    "  --print            print the units (or the cron line) to stdout\n"
+    "  --install          write them: NAME.service and NAME.timer into --unit-dir\n"
+    "                     (default /etc/systemd/system), or with --cron the file\n"
+    "                     --unit-dir/NAME (default /etc/cron.d/certfleet)\n"
+    "  -i, --inventory    inventory file or directory (repeatable; made absolute)\n"
+    "  -l, --limit        Ansible limit pattern for the scheduled runs\n"
+    "  --command CMD      apply (default) or renew\n"
+    "  --cron             a cron.d line instead, for hosts without systemd: the\n"
+    "                     same times, a random sleep of up to an hour, flock so\n"
+    "                     runs never overlap\n"
+    "  --name NAME        unit / cron file name (default certfleet)\n"
+    "  --state-dir DIR    passed on to the scheduled command\n"
+    "\n"
+    "The service reads optional environment settings (for example the variable\n"
+    "named by certbot_smtp_password_env) from /etc/default/certfleet.\n"
+    "After --install: systemctl daemon-reload && systemctl enable --now NAME.timer\n";
+
+#define CF_MAX_MULTI_SCHED 16
+
+struct sched {
+    const char *inventories[CF_MAX_MULTI_SCHED];
+    int n_inv;
+    const char *limit;
+    const char *command;
+    const char *unit_dir;
+    const char *name;
+    const char *state_dir;
+    int print, install, cron;
+};
+
+/* systemd's command-line quoting (systemd.service "Command lines"): a word
+ * of plain characters as is, anything else in double quotes with \ and "
+ * escaped; % and $ doubled in every word because systemd expands
+ * specifiers and variables there. */
+static int systemd_word(struct cf_buf *b, const char *s)
+{
+    int plain = *s != 0;
+    for (const char *p = s; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._:,=@+-",
+                    *p))
+            plain = 0;
+    int rc = plain ? 0 : cf_buf_puts(b, "\"");
+    for (const char *p = s; *p && !rc; p++) {
+        if (*p == '%')
+            rc = cf_buf_puts(b, "%%");
+        else if (*p == '$')
+            rc = cf_buf_puts(b, "$$");
+        else if (*p == '\\' || *p == '"')
+            rc = cf_buf_printf(b, "\\%c", *p);
+        else
+            rc = cf_buf_append(b, p, 1);
+    }
+    return rc ? rc : plain ? 0 : cf_buf_puts(b, "\"");
+}
+
+/* POSIX sh quoting for the cron line, with % escaped for cron (which turns
+ * a bare % into a newline). */
+static int cron_word(struct cf_buf *b, const char *s)
+{
+    int rc = cf_buf_puts(b, "'");
+    for (const char *p = s; *p && !rc; p++) {
+        if (*p == '\'')
+            rc = cf_buf_puts(b, "'\\''");
+        else if (*p == '%')
+            rc = cf_buf_puts(b, "\\%");
+        else
+            rc = cf_buf_append(b, p, 1);
+    }
+    return rc ? rc : cf_buf_puts(b, "'");
+}
+
+/* The scheduled command's words: certfleet's absolute path, the command,
+ * the inventories (absolute), the limit, the state directory. */
+static int build_argv(const struct sched *s, const char *self, char **inv_abs, char ***out,
+                      int *argc)
+{
+    char **v = cf_xcalloc((size_t)(2 * s->n_inv + 8), sizeof *v);
+    int n = 0;
+    v[n++] = (char *)self;
+    v[n++] = (char *)s->command;
+    for (int i = 0; i < s->n_inv; i++) {
+        v[n++] = "-i";
+        v[n++] = inv_abs[i];
+    }
+    if (s->limit) {
+        v[n++] = "-l";
+        v[n++] = (char *)s->limit;
+    }
+    if (s->state_dir) {
+        v[n++] = "--state-dir";
+        v[n++] = (char *)s->state_dir;
+    }
+    *out = v;
+    *argc = n;
+    return 0;
+}
+
+static int render_units(const struct sched *s, char **words, int nw, struct cf_buf *service,
+                        struct cf_buf *timer)
+{
+    int rc = 0;
+    rc |= cf_buf_printf(service,
+                        "# Generated by 'certfleet schedule'.\n"
+                        "[Unit]\n"
+                        "Description=certfleet %s: keep the fleet's TLS certificates valid\n"
+                        "Documentation=man:certfleet(1)\n"
+                        "Wants=network-online.target\n"
+                        "After=network-online.target\n"
+                        "\n"
+                        "[Service]\n"
+                        "Type=oneshot\n"
+                        "EnvironmentFile=-/etc/default/certfleet\n"
+                        "ExecStart=",
+                        s->command);
+    for (int i = 0; i < nw && !rc; i++) {
+        if (i)
+            rc |= cf_buf_puts(service, " ");
+        rc |= systemd_word(service, words[i]);
+    }
+    rc |= cf_buf_puts(service, "\n"
+                               "Nice=5\n"
+                               "IOSchedulingClass=best-effort\n"
+                               "TimeoutStartSec=6h\n");
+    rc |= cf_buf_printf(timer,
+                        "# Generated by 'certfleet schedule'.\n"
+                        "[Unit]\n"
+                        "Description=Run certfleet %s twice daily\n"
+                        "Documentation=man:certfleet(1)\n"
+                        "\n"
+                        "[Timer]\n"
+                        "OnCalendar=*-*-* 00,12:00:00\n"
+                        "RandomizedDelaySec=3600\n"
+                        "Persistent=true\n"
+                        "Unit=%s.service\n"
+                        "\n"
+                        "[Install]\n"
+                        "WantedBy=timers.target\n",
+                        s->command, s->name);
+    return rc ? CF_ENOMEM : 0;
+}
+
+static int render_cron(const struct sched *s, char **words, int nw, struct cf_buf *out)
+{
+    int rc = cf_buf_printf(out,
+                           "# Generated by 'certfleet schedule --cron': certfleet %s twice "
+                           "daily,\n"
+                           "# after a random delay of up to an hour; flock keeps runs from "
+                           "overlapping.\n"
+                           "SHELL=/bin/sh\n"
+                           "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+                           "0 0,12 * * * root sleep $(shuf -i 0-3599 -n 1) && "
+                           "flock -n /run/lock/%s.lock",
+                           s->command, s->name);
+    for (int i = 0; i < nw && !rc; i++) {
+        rc |= cf_buf_puts(out, " ");
+        rc |= cron_word(out, words[i]);
+    }
+    rc |= cf_buf_printf(out, " >>/var/log/%s.log 2>&1\n", s->name);
+    return rc ? CF_ENOMEM : 0;
+}
+
+static int valid_name(const char *n)
+{
+    if (!*n || strlen(n) > 64)
+        return 0;
+    for (const char *p = n; *p; p++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p))
+            return 0;
+    return n[0] != '.' && n[0] != '-';
+}
+
+static int has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+static int write_out(const char *dir, const char *file, const struct cf_buf *b)
+{
+    char *p = cf_asprintf("%s/%s", dir, file);
+    int rc = cf_mkdir_p(dir, 0755);
+    if (!rc)
+        rc = cf_write_file_atomic(p, b->data, b->len, 0644);
+    if (rc)
+        fprintf(stderr, "certfleet schedule: cannot write '%s': %s; check that '%s' exists and "
+                        "is writable (or use --unit-dir)\n",
+                p, cf_strerror(rc), dir);
+    else
+        printf("wrote %s\n", p);
+    free(p);
+    return rc;
+}
+
+enum { O_PRINT = 256, O_INSTALL, O_COMMAND, O_UNITDIR, O_CRON, O_NAME, O_STATE };
 
 int cmd_schedule(int argc, char **argv)
 {
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        puts("usage: certfleet schedule\n\nThis command is not implemented yet.");
-        return CF_EXIT_OK;
+    static const struct option longopts[] = {
+        {"inventory", required_argument, NULL, 'i'},
+        {"limit", required_argument, NULL, 'l'},
+        {"print", no_argument, NULL, O_PRINT},
+        {"install", no_argument, NULL, O_INSTALL},
+        {"command", required_argument, NULL, O_COMMAND},
+        {"unit-dir", required_argument, NULL, O_UNITDIR},
+        {"cron", no_argument, NULL, O_CRON},
+        {"name", required_argument, NULL, O_NAME},
+        {"state-dir", required_argument, NULL, O_STATE},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct sched s;
+    char **inv_abs = NULL, **words = NULL, self[PATH_MAX];
+    struct cf_buf a = CF_BUF_INIT, b = CF_BUF_INIT;
+    int nw = 0, ret = CF_EXIT_USAGE;
+
+    memset(&s, 0, sizeof s);
+    s.command = "apply";
+    s.name = "certfleet";
+    optind = 0;
+    opterr = 0;
+    for (;;) {
+        int c = getopt_long(argc, argv, "+hi:l:", longopts, NULL);
+        if (c == -1)
+            break;
+        switch (c) {
+        case 'h': fputs(usage, stdout); return CF_EXIT_OK;
+        case 'i':
+            if (s.n_inv == CF_MAX_MULTI_SCHED)
+                return cf_usage_error("schedule", "too many -i options");
+            s.inventories[s.n_inv++] = optarg;
+            break;
+        case 'l': s.limit = optarg; break;
+        case O_PRINT: s.print = 1; break;
+        case O_INSTALL: s.install = 1; break;
+        case O_COMMAND: s.command = optarg; break;
+        case O_UNITDIR: s.unit_dir = optarg; break;
+        case O_CRON: s.cron = 1; break;
+        case O_NAME: s.name = optarg; break;
+        case O_STATE: s.state_dir = optarg; break;
+        case ':': {
+            char msg[200];
+            snprintf(msg, sizeof msg, "option '%s' needs a value", argv[optind - 1]);
+            return cf_usage_error("schedule", msg);
+        }
+        default: {
+            char msg[200];
+            snprintf(msg, sizeof msg, "unknown option '%s'", argv[optind - 1]);
+            return cf_usage_error("schedule", msg);
+        }
+        }
     }
-    fprintf(stderr, "certfleet schedule: not implemented yet\n");
-    return CF_EXIT_USAGE;
+    if (optind < argc) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "unexpected argument '%s'", argv[optind]);
+        return cf_usage_error("schedule", msg);
+    }
+    if (s.print == s.install)
+        return cf_usage_error("schedule", "give exactly one of --print and --install");
+    if (!s.n_inv)
+        return cf_usage_error("schedule", "-i INVENTORY is required: the scheduled run needs "
+                                          "to know the fleet");
+    if (strcmp(s.command, "apply") && strcmp(s.command, "renew"))
+        return cf_usage_error("schedule", "--command must be 'apply' or 'renew'");
+    if (!valid_name(s.name))
+        return cf_usage_error("schedule", "--name may hold only letters, digits, '.', '_' and "
+                                          "'-'");
+    if ((s.limit && has_control(s.limit)) || (s.state_dir && has_control(s.state_dir)))
+        return cf_usage_error("schedule", "control characters are not allowed in -l or "
+                                          "--state-dir");
+
+    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (k <= 0) {
+        fprintf(stderr, "certfleet schedule: cannot find certfleet's own path: %s\n",
+                strerror(errno));
+        return CF_EXIT_FAILED;
+    }
+    self[k] = 0;
+    inv_abs = cf_xcalloc((size_t)s.n_inv, sizeof *inv_abs);
+    for (int i = 0; i < s.n_inv; i++) {
+        inv_abs[i] = realpath(s.inventories[i], NULL);
+        if (!inv_abs[i] || has_control(inv_abs[i])) {
+            fprintf(stderr, "certfleet schedule: inventory '%s' not found: %s; give an "
+                            "existing file or directory\n",
+                    s.inventories[i], inv_abs[i] ? "control characters in path" : strerror(errno));
+            goto out;
+        }
+    }
+    if (s.state_dir && s.state_dir[0] != '/') {
+        fprintf(stderr, "certfleet schedule: --state-dir '%s' must be an absolute path\n",
+                s.state_dir);
+        goto out;
+    }
+    build_argv(&s, self, inv_abs, &words, &nw);
+
+    if (s.cron) {
+        if (render_cron(&s, words, nw, &a))
+            goto oom;
+        if (s.print) {
+            fputs(a.data, stdout);
+        } else {
+            const char *dir = s.unit_dir ? s.unit_dir : "/etc/cron.d";
+            ret = write_out(dir, s.name, &a) ? CF_EXIT_FAILED : CF_EXIT_OK;
+            goto out;
+        }
+    } else {
+        if (render_units(&s, words, nw, &a, &b))
+            goto oom;
+        if (s.print) {
+            printf("# %s.service\n%s\n# %s.timer\n%s", s.name, a.data, s.name, b.data);
+        } else {
+            const char *dir = s.unit_dir ? s.unit_dir : "/etc/systemd/system";
+            char *svc = cf_asprintf("%s.service", s.name), *tmr = cf_asprintf("%s.timer", s.name);
+            int rc = write_out(dir, svc, &a);
+            if (!rc)
+                rc = write_out(dir, tmr, &b);
+            if (!rc)
+                printf("enable it with: systemctl daemon-reload && systemctl enable --now "
+                       "%s.timer\n",
+                       s.name);
+            free(svc);
+            free(tmr);
+            ret = rc ? CF_EXIT_FAILED : CF_EXIT_OK;
+            goto out;
+        }
+    }
+    ret = CF_EXIT_OK;
+    goto out;
+oom:
+    fprintf(stderr, "certfleet schedule: out of memory\n");
+    ret = CF_EXIT_FAILED;
+out:
+    for (int i = 0; inv_abs && i < s.n_inv; i++)
+        free(inv_abs[i]);
+    free(inv_abs);
+    free(words);
+    cf_buf_release(&a);
+    cf_buf_release(&b);
+    return ret;
 }

@@ -60,7 +60,31 @@ static int open_common(struct cf_db *db, const char *state_dir, int flags, char 
             return CF_ENOENT;
         }
     }
-    if (sqlite3_open_v2(db->path, &db->h, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    /* A read-only opener (plan, status, certificates) must leave the state
+     * directory as it found it: when no run is writing (no -wal file), open
+     * the file immutable so SQLite creates no -shm/-wal beside it. */
+    char *uri = NULL;
+    if (flags & SQLITE_OPEN_READONLY) {
+        char *wal = cf_asprintf("%s-wal", db->path);
+        struct stat wst;
+        if (stat(wal, &wst) != 0) {
+            struct cf_buf u = CF_BUF_INIT;
+            cf_buf_puts(&u, "file:");
+            for (const char *c = db->path; *c; c++) {
+                if (*c == '%' || *c == '?' || *c == '#')
+                    cf_buf_printf(&u, "%%%02X", (unsigned char)*c);
+                else
+                    cf_buf_append(&u, c, 1);
+            }
+            cf_buf_puts(&u, "?mode=ro&immutable=1");
+            uri = cf_buf_detach(&u, NULL);
+            flags |= SQLITE_OPEN_URI;
+        }
+        free(wal);
+    }
+    int orc = sqlite3_open_v2(uri ? uri : db->path, &db->h, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    free(uri);
+    if (orc != SQLITE_OK) {
         int rc = db_err(db, "cannot open", err);
         cf_db_close(db);
         return rc;

@@ -103,8 +103,10 @@ static void sock_close(struct sock_ctx *s)
 static int translate_curlcode(CURLcode c)
 {
     switch (c) {
-    case CURLE_OK: return 0;
-    case CURLE_OPERATION_TIMEDOUT: return CF_ETIMEDOUT;
+    case CURLE_OK:
+        return 0;
+    case CURLE_OPERATION_TIMEDOUT:
+        return CF_ETIMEDOUT;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_CONNECT:
@@ -114,11 +116,15 @@ static int translate_curlcode(CURLcode c)
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING: return CF_ECONNECT;
-    case CURLE_OUT_OF_MEMORY: return CF_ENOMEM;
+    case CURLE_GOT_NOTHING:
+        return CF_ECONNECT;
+    case CURLE_OUT_OF_MEMORY:
+        return CF_ENOMEM;
     case CURLE_READ_ERROR:
-    case CURLE_FILE_COULDNT_READ_FILE: return CF_EIO;
-    default: return CF_EPROTO;
+    case CURLE_FILE_COULDNT_READ_FILE:
+        return CF_EIO;
+    default:
+        return CF_EPROTO;
     }
 }
 

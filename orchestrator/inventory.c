@@ -357,8 +357,9 @@ static int parse_address(const char *addr, char **host, long *port)
                 d++;
             if (!*d) {
                 *port = strtol(close + 2, NULL, 10);
-                *close = 0;
-                memmove(a, a + 1, strlen(a + 1) + 1);
+                char *inner = strndup(a + 1, (size_t)(close - a - 1));
+                free(a);
+                a = inner;
                 n = strlen(a);
             }
         }

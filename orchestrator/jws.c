@@ -189,8 +189,8 @@ static int assemble(json_t *protected_hdr, const char *payload, EVP_PKEY *key,
     } else {
         unsigned int mlen = 0;
         sig = cf_xmalloc(EVP_MAX_MD_SIZE);
-        if (!HMAC(EVP_sha256(), hmac_key, (int)hmac_len, (unsigned char *)input, strlen(input),
-                  sig, &mlen))
+        if (!HMAC(EVP_sha256(), hmac_key, (int)hmac_len, (unsigned char *)input, strlen(input), sig,
+                  &mlen))
             rc = cf_errf(err, "hmac failed");
         sig_len = mlen;
     }

@@ -94,8 +94,8 @@ int cf_keys_describe(EVP_PKEY *key, const char **type, int *bits)
     if (id == EVP_PKEY_EC) {
         char group[64];
         size_t glen = 0;
-        if (!EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group,
-                                            sizeof group, &glen))
+        if (!EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                            &glen))
             return CF_EINVAL;
         *type = "ecdsa";
         if (!strcmp(group, "prime256v1") || !strcmp(group, "P-256"))
@@ -195,8 +195,7 @@ int cf_keys_csr(EVP_PKEY *key, const char *const *domains, size_t n, unsigned ch
     goto out;
 ossl:
     rc = CF_EINVAL;
-    cf_errf(err, "cannot build certificate signing request for '%s': %s", domains[0],
-            ossl_err());
+    cf_errf(err, "cannot build certificate signing request for '%s': %s", domains[0], ossl_err());
 out:
     X509_EXTENSION_free(san);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);

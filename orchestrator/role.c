@@ -25,7 +25,7 @@
 
 #include <openssl/crypto.h>
 
-#define CF_ROLE_READ_MAX (1024 * 1024) /* largest file content read for --diff */
+#define CF_ROLE_READ_MAX     (1024 * 1024) /* largest file content read for --diff */
 #define CF_ROLE_TEMPLATE_MAX (1024 * 1024)
 
 enum mod { M_FILE, M_COPY, M_TEMPLATE, M_LINK, M_COMMAND };
@@ -38,7 +38,7 @@ struct task {
     json_t *lines; /* argument name -> line, for messages */
     json_t *loop;  /* NULL when the task has no loop */
     char *loop_var;
-    json_t *when;  /* array of conditions (strings or bools), or NULL */
+    json_t *when; /* array of conditions (strings or bools), or NULL */
     char **notify;
     size_t n_notify;
     char **listen;
@@ -137,8 +137,8 @@ static int module_of(const char *key, enum mod *m)
     static const struct {
         const char *name;
         enum mod m;
-    } mods[] = {{"file", M_FILE},       {"copy", M_COPY},       {"template", M_TEMPLATE},
-                {"link", M_LINK},       {"command", M_COMMAND}, {"shell", M_COMMAND}};
+    } mods[] = {{"file", M_FILE}, {"copy", M_COPY},       {"template", M_TEMPLATE},
+                {"link", M_LINK}, {"command", M_COMMAND}, {"shell", M_COMMAND}};
     const char *k = key;
     if (!strncmp(k, "ansible.builtin.", 16))
         k += 16;
@@ -169,15 +169,16 @@ static int load_task(const char *file, const json_t *j, int handler, struct task
             t->name = cf_strdup(json_string_value(v));
         } else if (module_of(key, &m)) {
             if (have_mod)
-                return cf_errf(err, "%s:%d: a task has exactly one module; '%s' is a second one", file,
-                               kl, key);
+                return cf_errf(err, "%s:%d: a task has exactly one module; '%s' is a second one",
+                               file, kl, key);
             have_mod = 1;
             t->mod = m;
             if (m == M_COMMAND && json_is_string(v)) {
                 t->args = json_pack("{s:O}", "cmd", v);
                 t->lines = json_pack("{s:i}", "cmd", kl);
             } else if (!json_is_object(v)) {
-                return cf_errf(err, "%s:%d: the arguments of '%s' must be a mapping", file, kl, key);
+                return cf_errf(err, "%s:%d: the arguments of '%s' must be a mapping", file, kl,
+                               key);
             } else {
                 t->args = json_incref(v);
                 t->lines = json_object();
@@ -186,7 +187,8 @@ static int load_task(const char *file, const json_t *j, int handler, struct task
                 json_object_foreach(v, ak, av)
                     json_object_set_new(t->lines, ak, json_integer(member_line(v, ak, kl)));
             }
-        } else if (!strcmp(key, "loop") || !strcmp(key, "with_items") || !strcmp(key, "with_list")) {
+        } else if (!strcmp(key, "loop") || !strcmp(key, "with_items") ||
+                   !strcmp(key, "with_list")) {
             t->loop = json_incref(v);
         } else if (!strcmp(key, "loop_control")) {
             json_t *lv = json_object_get(v, "loop_var");
@@ -199,7 +201,8 @@ static int load_task(const char *file, const json_t *j, int handler, struct task
             else if (json_is_string(v) || json_is_boolean(v))
                 t->when = json_pack("[O]", v);
             else
-                return cf_errf(err, "%s:%d: 'when' must be a condition or a list of them", file, kl);
+                return cf_errf(err, "%s:%d: 'when' must be a condition or a list of them", file,
+                               kl);
         } else if (!strcmp(key, "notify")) {
             if (load_names(file, kl, key, v, &t->notify, &t->n_notify, err))
                 return CF_EINVAL;
@@ -207,7 +210,8 @@ static int load_task(const char *file, const json_t *j, int handler, struct task
             if (load_names(file, kl, key, v, &t->listen, &t->n_listen, err))
                 return CF_EINVAL;
         } else if (!strcmp(key, "no_log")) {
-            t->no_log = json_is_true(v) || (json_is_string(v) && !strcasecmp(json_string_value(v), "true"));
+            t->no_log =
+                json_is_true(v) || (json_is_string(v) && !strcasecmp(json_string_value(v), "true"));
         } else if (!strcmp(key, "tags")) {
             /* tags select nothing here; accepted so Ansible task files load */
         } else {
@@ -219,13 +223,15 @@ static int load_task(const char *file, const json_t *j, int handler, struct task
         }
     }
     if (!have_mod)
-        return cf_errf(err, "%s:%d: task '%s' has no module (file, copy, template, link or command)",
+        return cf_errf(err,
+                       "%s:%d: task '%s' has no module (file, copy, template, link or command)",
                        file, t->line, t->name ? t->name : "?");
     if (handler && t->mod != M_COMMAND)
         return cf_errf(err, "%s:%d: handler '%s' must use the command module", file, t->line,
                        t->name ? t->name : "?");
     if (!t->name) {
-        char *n = cf_asprintf("%s task at line %d", t->mod == M_COMMAND ? "command" : "file", t->line);
+        char *n =
+            cf_asprintf("%s task at line %d", t->mod == M_COMMAND ? "command" : "file", t->line);
         t->name = n;
     }
     if (!t->loop_var)
@@ -326,8 +332,9 @@ int cf_role_load(const char *roles_dir, const char *name, struct cf_role **out, 
                 found = !strcmp(r->handlers[h].name, t->notify[k]) ||
                         strv_has(r->handlers[h].listen, r->handlers[h].n_listen, t->notify[k]);
             if (!found) {
-                rc = cf_errf(err, "%s:%d: task '%s' notifies '%s', which no handler in '%s' has as "
-                                  "name or listen",
+                rc = cf_errf(err,
+                             "%s:%d: task '%s' notifies '%s', which no handler in '%s' has as "
+                             "name or listen",
                              r->tasks_file, t->line, t->name, t->notify[k], r->handlers_file);
                 goto out;
             }
@@ -441,7 +448,8 @@ static int host_path(const struct where *w, const char *key, const json_t *v, ch
                        arg_line(w, key), w->t->name, key);
     const char *p = json_string_value(v);
     if (p[0] != '/')
-        return cf_errf(err, "%s:%d: task '%s': '%s' is '%s' (from '%s'), which is not an absolute path",
+        return cf_errf(err,
+                       "%s:%d: task '%s': '%s' is '%s' (from '%s'), which is not an absolute path",
                        w->file, arg_line(w, key), w->t->name, key, p, raw_arg(w, key));
     char *joined = cf_asprintf("%s%s", w->root, p);
     if (cf_remote_check_path(joined, key, cerr) != 0) {
@@ -489,7 +497,9 @@ static int parse_account(const struct where *w, const char *key, const json_t *v
     if (!v || json_is_null(v) || (json_is_string(v) && !json_string_length(v)))
         return 0;
     const char *s = json_is_string(v) ? json_string_value(v) : NULL;
-    if (!s || strlen(s) > 32 || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(s) ||
+    if (!s || strlen(s) > 32 ||
+        strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+            strlen(s) ||
         s[0] == '-')
         return cf_errf(err, "%s:%d: task '%s': '%s' must be a user or group name", w->file,
                        arg_line(w, key), w->t->name, key);
@@ -532,8 +542,8 @@ static int known_args(const struct where *w, const char *const *allowed, char *e
         for (int i = 0; allowed[i] && !ok; i++)
             ok = !strcmp(allowed[i], k);
         if (!ok)
-            return cf_errf(err, "%s:%d: task '%s': unsupported argument '%s'", w->file, arg_line(w, k),
-                           w->t->name, k);
+            return cf_errf(err, "%s:%d: task '%s': unsupported argument '%s'", w->file,
+                           arg_line(w, k), w->t->name, k);
     }
     return 0;
 }
@@ -559,8 +569,8 @@ static int build_resource(const struct cf_role *role, const struct where *w, con
     switch (t->mod) {
     case M_FILE:
     case M_LINK: {
-        static const char *const ok[] = {"path", "dest", "name", "state", "mode", "owner", "group",
-                                         "src", "force", NULL};
+        static const char *const ok[] = {"path",  "dest",  "name", "state", "mode",
+                                         "owner", "group", "src",  "force", NULL};
         if ((r = known_args(w, ok, err)) != 0)
             return r;
         const char *state = json_string_value(json_object_get(a, "state"));
@@ -576,12 +586,14 @@ static int build_resource(const struct cf_role *role, const struct where *w, con
         else if (!strcmp(state, "link"))
             x->kind = CF_RES_LINK;
         else
-            return cf_errf(err, "%s:%d: task '%s': state '%s' is not supported (directory, absent "
-                                "or link)",
+            return cf_errf(err,
+                           "%s:%d: task '%s': state '%s' is not supported (directory, absent "
+                           "or link)",
                            w->file, arg_line(w, "state"), t->name, state);
         if ((r = host_path(w, pkey, path, &x->path, err)) != 0)
             return r;
-        if (x->kind == CF_RES_LINK && (r = host_path(w, "src", json_object_get(a, "src"), &x->target, err)) != 0)
+        if (x->kind == CF_RES_LINK &&
+            (r = host_path(w, "src", json_object_get(a, "src"), &x->target, err)) != 0)
             return r;
         break;
     }
@@ -643,8 +655,8 @@ static int build_resource(const struct cf_role *role, const struct where *w, con
                 }
                 if (!json_is_string(w1)) {
                     cf_buf_release(&b);
-                    return cf_errf(err, "%s:%d: task '%s': every argv word must be a string", w->file,
-                                   arg_line(w, "argv"), t->name);
+                    return cf_errf(err, "%s:%d: task '%s': every argv word must be a string",
+                                   w->file, arg_line(w, "argv"), t->name);
                 }
                 if (i)
                     cf_buf_puts(&b, " ");
@@ -652,7 +664,8 @@ static int build_resource(const struct cf_role *role, const struct where *w, con
             }
             x->command = cf_buf_detach(&b, NULL);
         } else {
-            return cf_errf(err, "%s:%d: task '%s': command needs 'cmd' (a string) or 'argv' (a list)",
+            return cf_errf(err,
+                           "%s:%d: task '%s': command needs 'cmd' (a string) or 'argv' (a list)",
                            w->file, t->line, t->name);
         }
         if (json_object_get(a, "creates") &&
@@ -825,10 +838,18 @@ static void recount(struct cf_role_result *res)
     res->ok = res->changed = res->failed = res->skipped = 0;
     for (size_t i = 0; i < res->n_tasks; i++) {
         switch (res->tasks[i].status) {
-        case CF_TASK_OK: res->ok++; break;
-        case CF_TASK_CHANGED: res->changed++; break;
-        case CF_TASK_FAILED: res->failed++; break;
-        case CF_TASK_SKIPPED: res->skipped++; break;
+        case CF_TASK_OK:
+            res->ok++;
+            break;
+        case CF_TASK_CHANGED:
+            res->changed++;
+            break;
+        case CF_TASK_FAILED:
+            res->failed++;
+            break;
+        case CF_TASK_SKIPPED:
+            res->skipped++;
+            break;
         }
     }
 }
@@ -896,8 +917,9 @@ char *cf_role_unified_diff(const char *path, const char *a, size_t alen, const c
 #define TT(i, j) T[(i) * (m + 1) + (j)]
         for (size_t i = n; i-- > 0;)
             for (size_t j = m; j-- > 0;)
-                TT(i, j) = line_eq(&A, i, &B, j) ? TT(i + 1, j + 1) + 1
-                                                  : (TT(i + 1, j) >= TT(i, j + 1) ? TT(i + 1, j) : TT(i, j + 1));
+                TT(i, j) = line_eq(&A, i, &B, j)
+                               ? TT(i + 1, j + 1) + 1
+                               : (TT(i + 1, j) >= TT(i, j + 1) ? TT(i + 1, j) : TT(i, j + 1));
         op = cf_xmalloc(n + m + 1);
         size_t i = 0, j = 0;
         while (i < n || j < m) {
@@ -961,7 +983,8 @@ char *cf_role_unified_diff(const char *path, const char *a, size_t alen, const c
         ea -= drop;
         eb -= drop;
         size_t na = ea - ha, nb = eb - hb;
-        cf_buf_printf(&out, "@@ -%zu,%zu +%zu,%zu @@\n", na ? ha + 1 : ha, na, nb ? hb + 1 : hb, nb);
+        cf_buf_printf(&out, "@@ -%zu,%zu +%zu,%zu @@\n", na ? ha + 1 : ha, na, nb ? hb + 1 : hb,
+                      nb);
         size_t x = ha, y = hb;
         for (size_t q = hs; q < he; q++) {
             if (op[q] == 0) {
@@ -992,10 +1015,14 @@ static const char *type_name(const struct cf_rstat *st)
     if (!st->exists)
         return "absent";
     switch (st->type) {
-    case 'f': return "file";
-    case 'd': return "directory";
-    case 'l': return "link";
-    default: return "other";
+    case 'f':
+        return "file";
+    case 'd':
+        return "directory";
+    case 'l':
+        return "link";
+    default:
+        return "other";
     }
 }
 
@@ -1010,7 +1037,10 @@ static void state_text(struct cf_buf *b, char sign, const struct cf_rstat *st, i
         if (st->exists && st->type != 'l')
             cf_buf_printf(b, " (mode %04o)", st->mode);
     } else {
-        cf_buf_printf(b, "%cstate: %s", sign, want_dir == 1 ? "directory" : want_dir == 2 ? "link" : "absent");
+        cf_buf_printf(b, "%cstate: %s", sign,
+                      want_dir == 1   ? "directory"
+                      : want_dir == 2 ? "link"
+                                      : "absent");
         if (target)
             cf_buf_printf(b, " -> %s", target);
         if (mode >= 0)
@@ -1019,7 +1049,8 @@ static void state_text(struct cf_buf *b, char sign, const struct cf_rstat *st, i
     cf_buf_puts(b, "\n");
 }
 
-static void why_append(struct cf_resource *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void why_append(struct cf_resource *x, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void why_append(struct cf_resource *x, const char *fmt, ...)
 {
     char tmp[512];
@@ -1115,7 +1146,8 @@ int cf_role_diff(const struct cf_role_plan *p, const struct cf_rop_result *actua
             x->action = CF_ACT_APPLY;
             changed = 1;
             if (x->kind == CF_RES_COMMAND)
-                cf_buf_printf(&msg, "%scommand: %s", msg.len ? "; " : "", tp->no_log ? "(hidden)" : x->command);
+                cf_buf_printf(&msg, "%scommand: %s", msg.len ? "; " : "",
+                              tp->no_log ? "(hidden)" : x->command);
             else
                 cf_buf_printf(&msg, "%s%s: %s", msg.len ? "; " : "", x->path, x->why);
             if (!want_diff || x->kind == CF_RES_COMMAND)
@@ -1124,12 +1156,15 @@ int cf_role_diff(const struct cf_role_plan *p, const struct cf_rop_result *actua
                 const char *old = st->exists && st->type == 'f' ? a->data : NULL;
                 size_t oldlen = old ? a->len : 0;
                 if (tp->no_log || looks_secret(x->content, x->len) || looks_secret(old, oldlen)) {
-                    cf_buf_printf(&diff, "--- a%s\n+++ b%s\n(content hidden: key material or no_log)\n",
+                    cf_buf_printf(&diff,
+                                  "--- a%s\n+++ b%s\n(content hidden: key material or no_log)\n",
                                   x->path, x->path);
                 } else if (st->exists && st->type == 'f' && !a->data && strcmp(x->why, "created")) {
-                    cf_buf_printf(&diff, "--- a%s\n+++ b%s\n(old content not read)\n", x->path, x->path);
+                    cf_buf_printf(&diff, "--- a%s\n+++ b%s\n(old content not read)\n", x->path,
+                                  x->path);
                 } else {
-                    char *d = cf_role_unified_diff(x->path, old ? old : "", oldlen, x->content, x->len);
+                    char *d =
+                        cf_role_unified_diff(x->path, old ? old : "", oldlen, x->content, x->len);
                     if (d)
                         cf_buf_puts(&diff, d);
                     else
@@ -1140,13 +1175,19 @@ int cf_role_diff(const struct cf_role_plan *p, const struct cf_rop_result *actua
                 cf_buf_printf(&diff, "--- before: %s\n+++ after: %s\n", x->path, x->path);
                 state_text(&diff, '-', st, 0, NULL, -1);
                 state_text(&diff, '+', NULL,
-                           x->kind == CF_RES_DIR ? 1 : x->kind == CF_RES_LINK ? 2 : 0, x->target, x->mode);
+                           x->kind == CF_RES_DIR    ? 1
+                           : x->kind == CF_RES_LINK ? 2
+                                                    : 0,
+                           x->target, x->mode);
             }
         }
-        tr->status = failed ? CF_TASK_FAILED : tp->skipped ? CF_TASK_SKIPPED
-                   : changed ? CF_TASK_CHANGED : CF_TASK_OK;
+        tr->status = failed        ? CF_TASK_FAILED
+                     : tp->skipped ? CF_TASK_SKIPPED
+                     : changed     ? CF_TASK_CHANGED
+                                   : CF_TASK_OK;
         tr->changed = changed && !failed;
-        tr->msg = msg.len ? cf_buf_detach(&msg, NULL) : cf_strdup(tp->skipped ? "skipped: condition false or empty loop" : "");
+        tr->msg = msg.len ? cf_buf_detach(&msg, NULL)
+                          : cf_strdup(tp->skipped ? "skipped: condition false or empty loop" : "");
         tr->diff = diff.len ? cf_buf_detach(&diff, NULL) : NULL;
         cf_buf_release(&msg);
         cf_buf_release(&diff);
@@ -1170,11 +1211,11 @@ struct conv {
     void *arg;
     struct cf_role_plan *plan;
     size_t nres;
-    long *op;       /* resource index -> op index in the current batch, -1 = none */
+    long *op; /* resource index -> op index in the current batch, -1 = none */
     struct cf_role_result *res;
     uint64_t t0, t_inspect;
     /* handlers */
-    size_t *due;    /* plan task index of each due handler */
+    size_t *due; /* plan task index of each due handler */
     size_t n_due;
 };
 
@@ -1238,8 +1279,9 @@ static void apply_done(struct cf_rbatch *b, int status, void *arg)
                 (x->kind == CF_RES_COMMAND && r->exit_status != 0)) {
                 failed = 1;
                 const char *why = r->err_text && *r->err_text ? r->err_text
-                                  : r->skipped ? "not run"
-                                  : r->status ? cf_strerror(r->status) : "command failed";
+                                  : r->skipped                ? "not run"
+                                  : r->status                 ? cf_strerror(r->status)
+                                                              : "command failed";
                 if (tp->no_log)
                     why = "(output hidden: no_log)";
                 if (x->kind == CF_RES_COMMAND)
@@ -1308,12 +1350,19 @@ static void inspect_done(struct cf_rbatch *b, int status, void *arg)
                                      x->group, err);
                 break;
             case CF_RES_FILE:
-                rc = cf_rbatch_write(ab, x->path, x->content, x->len, x->mode >= 0 ? (unsigned)x->mode : 0644,
-                                     x->owner, x->group, err);
+                rc = cf_rbatch_write(ab, x->path, x->content, x->len,
+                                     x->mode >= 0 ? (unsigned)x->mode : 0644, x->owner, x->group,
+                                     err);
                 break;
-            case CF_RES_LINK: rc = cf_rbatch_symlink(ab, x->path, x->target, err); break;
-            case CF_RES_ABSENT: rc = cf_rbatch_remove(ab, x->path, err); break;
-            case CF_RES_COMMAND: rc = cf_rbatch_run(ab, x->command, 0, err); break;
+            case CF_RES_LINK:
+                rc = cf_rbatch_symlink(ab, x->path, x->target, err);
+                break;
+            case CF_RES_ABSENT:
+                rc = cf_rbatch_remove(ab, x->path, err);
+                break;
+            case CF_RES_COMMAND:
+                rc = cf_rbatch_run(ab, x->command, 0, err);
+                break;
             }
             if (rc >= 0) {
                 c->op[k] = rc;

@@ -59,8 +59,8 @@ enum cf_res_kind {
 };
 
 enum cf_res_action {
-    CF_ACT_NONE,    /* already as desired */
-    CF_ACT_APPLY,   /* create or replace (mkdir/write/symlink/remove/run) */
+    CF_ACT_NONE,  /* already as desired */
+    CF_ACT_APPLY, /* create or replace (mkdir/write/symlink/remove/run) */
 };
 
 struct cf_resource {
@@ -69,20 +69,20 @@ struct cf_resource {
     char *target;  /* LINK: target, joined likewise */
     char *content; /* FILE */
     size_t len;
-    int mode;      /* permission bits, or -1 = leave as is */
-    char *owner;   /* NULL = leave as is */
+    int mode;    /* permission bits, or -1 = leave as is */
+    char *owner; /* NULL = leave as is */
     char *group;
     char *command; /* COMMAND: text for sh -c (argv lists are quoted) */
     char *creates; /* COMMAND: joined path, or NULL */
     /* filled by cf_role_diff */
     enum cf_res_action action;
-    char *why;     /* "content differs", "mode 0644 -> 0755", ... */
+    char *why; /* "content differs", "mode 0644 -> 0755", ... */
 };
 
 struct cf_task_plan {
     char *name;
-    int skipped;  /* `when` false for every item, or an empty loop */
-    int no_log;   /* never show content (diffs, messages) */
+    int skipped; /* `when` false for every item, or an empty loop */
+    int no_log;  /* never show content (diffs, messages) */
     struct cf_resource *res;
     size_t n_res;
     char **notify;
@@ -112,16 +112,16 @@ struct cf_task_result {
     char *name;
     enum cf_task_status status;
     int changed;
-    char *msg;        /* what changed or why it failed; never key material */
-    char *diff;       /* unified diff when diff was asked and a file changed; else NULL */
-    uint64_t ms;      /* wall time of the round trips this task took part in */
+    char *msg;   /* what changed or why it failed; never key material */
+    char *diff;  /* unified diff when diff was asked and a file changed; else NULL */
+    uint64_t ms; /* wall time of the round trips this task took part in */
 };
 
 struct cf_role_result {
     struct cf_task_result *tasks;
     size_t n_tasks;
     int ok, changed, failed, skipped;
-    char **notified;  /* handler names/topics notified by changed tasks, in order, unique */
+    char **notified; /* handler names/topics notified by changed tasks, in order, unique */
     size_t n_notified;
     char error[CF_ERRLEN]; /* host-level failure (transport, render), "" otherwise */
 };

@@ -363,6 +363,11 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         }
         return;
     }
+    if (s->state != S_RESOLVE) { /* timed out meanwhile */
+        if (res)
+            uv_freeaddrinfo(res);
+        return;
+    }
     if (status != 0 || !res) {
         fail(s, CF_ECONNECT, "cannot resolve \"%s\" for %s: %s; check ansible_host",
              s->address, s->name, uv_strerror(status));
@@ -1024,6 +1029,11 @@ static enum step step_once(cf_ssh *s)
         if (rc != 0)
             return fail(s, CF_EPROTO, "ssh handshake with %s (%s) failed: %s", s->name,
                         s->endpoint, ssh_errtext(s));
+        cf_debug("ssh %s: kex %s, host key %s, cipher %s, mac %s", s->name,
+                 libssh2_session_methods(s->session, LIBSSH2_METHOD_KEX),
+                 libssh2_session_methods(s->session, LIBSSH2_METHOD_HOSTKEY),
+                 libssh2_session_methods(s->session, LIBSSH2_METHOD_CRYPT_CS),
+                 libssh2_session_methods(s->session, LIBSSH2_METHOD_MAC_CS));
         set_state(s, S_HOSTKEY);
         return STEP_NEXT;
     }

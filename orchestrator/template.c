@@ -129,7 +129,9 @@ static void expr_push_arg(struct expr *e, struct expr *a)
 static void expr_name_buf(const struct expr *e, struct cf_buf *b)
 {
     switch (e->k) {
-    case E_VAR: cf_buf_puts(b, e->name); break;
+    case E_VAR:
+        cf_buf_puts(b, e->name);
+        break;
     case E_ATTR:
         expr_name_buf(e->a, b);
         cf_buf_printf(b, ".%s", e->name);
@@ -147,7 +149,9 @@ static void expr_name_buf(const struct expr *e, struct cf_buf *b)
         expr_name_buf(e->a, b);
         cf_buf_printf(b, " | %s", e->name);
         break;
-    default: cf_buf_puts(b, "expression"); break;
+    default:
+        cf_buf_puts(b, "expression");
+        break;
     }
 }
 
@@ -345,7 +349,9 @@ static struct expr *parse_primary(struct lexer *L)
             return e;
         }
         /* fallthrough */
-    default: lex_fail(L, "expected a value"); return NULL;
+    default:
+        lex_fail(L, "expected a value");
+        return NULL;
     }
     lex_next(L);
     return e;
@@ -463,8 +469,8 @@ static struct expr *parse_cmp(struct lexer *L)
     struct expr *e = parse_add(L);
     while (e && !L->failed) {
         int neg = 0;
-        if (is_op(L, "==") || is_op(L, "!=") || is_op(L, "<") || is_op(L, ">") ||
-            is_op(L, "<=") || is_op(L, ">=")) {
+        if (is_op(L, "==") || is_op(L, "!=") || is_op(L, "<") || is_op(L, ">") || is_op(L, "<=") ||
+            is_op(L, ">=")) {
             struct expr *n = expr_new(E_CMP);
             n->name = cf_strdup(L->op);
             lex_next(L);
@@ -621,7 +627,9 @@ static void py_repr(const json_t *j, struct cf_buf *b, int top)
             cf_buf_puts(b, "'");
         }
         break;
-    case JSON_INTEGER: cf_buf_printf(b, "%lld", (long long)json_integer_value(j)); break;
+    case JSON_INTEGER:
+        cf_buf_printf(b, "%lld", (long long)json_integer_value(j));
+        break;
     case JSON_REAL: {
         char tmp[64];
         snprintf(tmp, sizeof tmp, "%.15g", json_real_value(j));
@@ -630,9 +638,15 @@ static void py_repr(const json_t *j, struct cf_buf *b, int top)
         cf_buf_puts(b, tmp);
         break;
     }
-    case JSON_TRUE: cf_buf_puts(b, "True"); break;
-    case JSON_FALSE: cf_buf_puts(b, "False"); break;
-    case JSON_NULL: cf_buf_puts(b, "None"); break;
+    case JSON_TRUE:
+        cf_buf_puts(b, "True");
+        break;
+    case JSON_FALSE:
+        cf_buf_puts(b, "False");
+        break;
+    case JSON_NULL:
+        cf_buf_puts(b, "None");
+        break;
     case JSON_ARRAY: {
         cf_buf_puts(b, "[");
         for (size_t i = 0; i < json_array_size(j); i++) {
@@ -712,8 +726,9 @@ static int expand_string(struct ctx *c, const char *varname, const char *s, stru
         return 0;
     }
     if (c->depth + 1 > CF_TEMPLATE_MAX_DEPTH)
-        return ctx_err(c, "variable '%s' nests templates more than %d levels deep (does it refer "
-                          "to itself?)",
+        return ctx_err(c,
+                       "variable '%s' nests templates more than %d levels deep (does it refer "
+                       "to itself?)",
                        varname, CF_TEMPLATE_MAX_DEPTH);
     struct ctx n = *c;
     n.depth = c->depth + 1;
@@ -819,14 +834,28 @@ static int truthy(struct ctx *c, const struct val *v, int *t)
         return r;
     const json_t *j = v->j;
     switch (json_typeof(j)) {
-    case JSON_TRUE: *t = 1; break;
+    case JSON_TRUE:
+        *t = 1;
+        break;
     case JSON_FALSE:
-    case JSON_NULL: *t = 0; break;
-    case JSON_INTEGER: *t = json_integer_value(j) != 0; break;
-    case JSON_REAL: *t = json_real_value(j) != 0.0; break;
-    case JSON_STRING: *t = json_string_length(j) > 0; break;
-    case JSON_ARRAY: *t = json_array_size(j) > 0; break;
-    case JSON_OBJECT: *t = json_object_size(j) > 0; break;
+    case JSON_NULL:
+        *t = 0;
+        break;
+    case JSON_INTEGER:
+        *t = json_integer_value(j) != 0;
+        break;
+    case JSON_REAL:
+        *t = json_real_value(j) != 0.0;
+        break;
+    case JSON_STRING:
+        *t = json_string_length(j) > 0;
+        break;
+    case JSON_ARRAY:
+        *t = json_array_size(j) > 0;
+        break;
+    case JSON_OBJECT:
+        *t = json_object_size(j) > 0;
+        break;
     }
     return 0;
 }
@@ -876,10 +905,14 @@ static int cmp_values(struct ctx *c, const char *op, const json_t *a, const json
     }
     if (json_is_string(a) && json_is_string(b)) {
         int d = strcmp(json_string_value(a), json_string_value(b));
-        *res = !strcmp(op, "<") ? d < 0 : !strcmp(op, ">") ? d > 0 : !strcmp(op, "<=") ? d <= 0 : d >= 0;
+        *res = !strcmp(op, "<")    ? d < 0
+               : !strcmp(op, ">")  ? d > 0
+               : !strcmp(op, "<=") ? d <= 0
+                                   : d >= 0;
         return 0;
     }
-    return ctx_err(c, "cannot compare %s with %s using '%s'", json_is_string(a) ? "a string" : "a value",
+    return ctx_err(c, "cannot compare %s with %s using '%s'",
+                   json_is_string(a) ? "a string" : "a value",
                    json_is_string(b) ? "a string" : "a value", op);
 }
 
@@ -926,7 +959,8 @@ static int apply_filter(struct ctx *c, const struct expr *e, struct val *in, str
     if (!strcmp(f, "join")) {
         const char *sep = na > 0 && json_is_string(args[0].j) ? json_string_value(args[0].j) : "";
         if (!json_is_array(j)) {
-            r = ctx_err(c, "filter 'join' needs a list, got %s", json_is_string(j) ? "a string" : "another value");
+            r = ctx_err(c, "filter 'join' needs a list, got %s",
+                        json_is_string(j) ? "a string" : "another value");
             goto out;
         }
         json_t *x = NULL;
@@ -1104,7 +1138,9 @@ static int eval(struct ctx *c, const struct expr *e, struct val *out)
     out->j = NULL;
     out->undef = NULL;
     switch (e->k) {
-    case E_LIT: out->j = json_incref(e->lit); return 0;
+    case E_LIT:
+        out->j = json_incref(e->lit);
+        return 0;
     case E_VAR: {
         struct scope *s = scope_find(c->locals, e->name);
         json_t *j = s ? s->val : json_object_get(c->vars, e->name);
@@ -1578,7 +1614,9 @@ static int render_nodes(struct ctx *c, const struct tnode *nd, struct cf_buf *b)
         if (!c->fixed_line)
             c->line = nd->line;
         switch (nd->k) {
-        case N_TEXT: cf_buf_puts(b, nd->text); break;
+        case N_TEXT:
+            cf_buf_puts(b, nd->text);
+            break;
         case N_EXPR: {
             struct val v = {0};
             if ((r = eval(c, nd->e, &v)) != 0)
@@ -1716,8 +1754,8 @@ static void ctx_init(struct ctx *c, const char *name, int line, const json_t *va
     c->err = err;
 }
 
-int cf_template_render(const char *name, int line, const char *text, const json_t *vars,
-                       char **out, char *err)
+int cf_template_render(const char *name, int line, const char *text, const json_t *vars, char **out,
+                       char *err)
 {
     struct ctx c;
     *out = NULL;

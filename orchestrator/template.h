@@ -36,8 +36,8 @@
  * template file; a task's line for a string inside a task).  *out is a new
  * NUL-terminated string owned by the caller.  Returns 0 or CF_EINVAL with
  * "name:line: what is wrong" in err. */
-int cf_template_render(const char *name, int line, const char *text, const json_t *vars,
-                       char **out, char *err);
+int cf_template_render(const char *name, int line, const char *text, const json_t *vars, char **out,
+                       char *err);
 
 /* Evaluate a task argument the way Ansible does: a string that is exactly
  * one "{{ expr }}" yields the expression's native value (a list stays a

@@ -177,6 +177,7 @@ static STACK_OF(X509) * read_certs(const char *pem, size_t len, char *err)
         len = strlen(pem);
     if (len > CF_PEM_MAX)
         return cf_errf(err, "certificate text is larger than %d bytes", CF_PEM_MAX), NULL;
+    ERR_clear_error(); /* the end-of-input test below reads the queue */
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     STACK_OF(X509) *sk = sk_X509_new_null();
     if (!bio || !sk) {
@@ -269,6 +270,7 @@ static EVP_PKEY *read_key(const char *key_pem, char *err)
     size_t len = strlen(key_pem);
     if (len > CF_PEM_MAX)
         return cf_errf(err, "private key text is larger than %d bytes", CF_PEM_MAX), NULL;
+    ERR_clear_error();
     BIO *bio = BIO_new_mem_buf(key_pem, (int)len);
     EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
     BIO_free(bio);

@@ -104,6 +104,43 @@ fi
 like "pebble's issuing root was saved from /roots/0" \
     "$(openssl x509 -in "$FLEET_PEBBLE_ROOT" -noout -subject 2>&1)" "Pebble Root CA"
 
+# end to end: pebble resolves h1.fleet.test through challtestsrv, fetches the
+# HTTP-01 token from h1's nginx on :5002, and the certificate it issues is
+# then served by h1 and verifies against pebble's root
+cat >"$R1/etc/nginx/snippets/acme-challenge.conf" <<EOF
+location ^~ /.well-known/acme-challenge/ { root $R1/var/www/letsencrypt; default_type text/plain; }
+EOF
+mkdir -p "$R1/var/www/letsencrypt/.well-known/acme-challenge"
+echo probe >"$R1/var/www/letsencrypt/.well-known/acme-challenge/probe"
+"$R1/bin/nginx-ctl" reload
+got=
+for _ in $(seq 1 100); do # HUP is asynchronous: wait (<= 5 s) for the snippet
+    got=$(curl -s --max-time 2 "http://$SUBNET.1:5002/.well-known/acme-challenge/probe")
+    [ "$got" = probe ] && break
+    sleep 0.05
+done
+is "h1 serves its webroot's acme-challenge directory after reload" "$got" probe
+out=$(/usr/bin/python3 "$FLEET/lib/acme_check.py" "$FLEET_ACME" "$FLEET_CA" "$DIR/h1-issued" \
+    "$R1/var/www/letsencrypt" h1.fleet.test 2>&1)
+like "pebble validates h1.fleet.test over HTTP-01 against h1 and issues" "$out" "issued"
+like "the validation request reached h1's nginx" "$(grep -c 'LetsEncrypt-Pebble-VA' "$R1/var/log/nginx/access.log")" "^[1-9]"
+cp "$DIR/h1-issued.fullchain.pem" "$C/h1.fullchain.crt"
+cp "$DIR/h1-issued.chain.pem" "$C/h1.ca-bundle.crt"
+cp "$DIR/h1-issued.key" "$C/h1.key"
+"$R1/bin/nginx-ctl" reload
+want=$(openssl x509 -in "$DIR/h1-issued.fullchain.pem" -noout -serial 2>&1)
+served=
+for _ in $(seq 1 100); do # wait (<= 5 s) for the reloaded worker
+    served=$(openssl s_client -connect "$SUBNET.1:5001" -servername h1.fleet.test </dev/null 2>/dev/null |
+        openssl x509 -noout -serial 2>/dev/null)
+    [ "$served" = "$want" ] && break
+    sleep 0.05
+done
+is "h1 serves the issued certificate after reload" "$served" "$want"
+v=$(openssl s_client -connect "$SUBNET.1:5001" -servername h1.fleet.test -CAfile "$FLEET_PEBBLE_ROOT" \
+    -verify_return_error -verify_hostname h1.fleet.test </dev/null 2>&1 | grep -E 'Verify return code')
+like "its chain verifies against pebble's root for h1.fleet.test" "$v" "Verify return code: 0 \(ok\)"
+
 # challtestsrv: the names pebble will resolve
 if command -v dig >/dev/null; then
     ans=$(dig +short -p $((PB + 2)) @127.0.0.1 h1.fleet.test A)

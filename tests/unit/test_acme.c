@@ -120,13 +120,11 @@ static void test_retry_after(void **state)
     assert_int_equal(cf_acme_parse_retry_after(" 3 ", 0, &d), 0);
     assert_int_equal(d, 3000);
     /* Wed, 21 Oct 2015 07:28:00 GMT = 1445412480 */
-    assert_int_equal(cf_acme_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT",
-                                               1445412480000LL - 90000, &d),
-                     0);
+    assert_int_equal(
+        cf_acme_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480000LL - 90000, &d), 0);
     assert_int_equal(d, 90000);
-    assert_int_equal(cf_acme_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT",
-                                               1445412480000LL + 5000, &d),
-                     0);
+    assert_int_equal(
+        cf_acme_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480000LL + 5000, &d), 0);
     assert_int_equal(d, 0); /* in the past: now */
     assert_int_equal(cf_acme_parse_retry_after("soon", 0, &d), CF_EINVAL);
     assert_int_equal(cf_acme_parse_retry_after("-5", 0, &d), CF_EINVAL);
@@ -165,8 +163,7 @@ static char *make_cert(const unsigned char *aki, size_t aki_len, const char *ser
     BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x));
     BN_free(bn);
     X509_NAME *n = X509_NAME_new();
-    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)issuer_cn, -1, -1,
-                               0);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)issuer_cn, -1, -1, 0);
     X509_set_issuer_name(x, n);
     X509_set_subject_name(x, n);
     X509_NAME_free(n);
@@ -193,9 +190,8 @@ static char *make_cert(const unsigned char *aki, size_t aki_len, const char *ser
 
 static void test_cert_id(void **state)
 {
-    static const unsigned char aki[] = {0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40,
-                                        0x41, 0xE1, 0xB3, 0x7B, 0x84, 0x7B, 0xA0,
-                                        0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4};
+    static const unsigned char aki[] = {0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3,
+                                        0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4};
     EVP_PKEY *k;
     char err[CF_ERRLEN], *id;
     assert_int_equal(cf_keys_generate("ecdsa", 256, &k, err), 0);
@@ -344,8 +340,8 @@ static void present(void *arg, const struct cf_acme_challenge *ch, cf_acme_solve
         char *dir = cf_asprintf("%s/.well-known/acme-challenge", d->webroots[i]);
         char *path = cf_asprintf("%s/%s", dir, ch->token);
         cf_mkdir_p(dir, 0755);
-        int rc = cf_write_file_atomic(path, ch->key_authorization,
-                                      strlen(ch->key_authorization), 0644);
+        int rc =
+            cf_write_file_atomic(path, ch->key_authorization, strlen(ch->key_authorization), 0644);
         free(path);
         free(dir);
         if (rc) {
@@ -451,6 +447,8 @@ static int driver(void)
     struct drv d;
     memset(&d, 0, sizeof d);
     const char *mode = getenv("CF_ACME_MODE") ? getenv("CF_ACME_MODE") : "order";
+    if (getenv("CF_ACME_VERBOSE"))
+        cf_verbosity = atoi(getenv("CF_ACME_VERBOSE"));
     char err[CF_ERRLEN] = "";
     uv_loop_init(&d.loop);
     cf_http_new(&d.loop, &d.http);
@@ -543,10 +541,10 @@ int main(void)
     if (getenv("CF_ACME_DIRECTORY"))
         return driver();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_next_step),     cmocka_unit_test(test_problem_message),
-        cmocka_unit_test(test_token_valid),   cmocka_unit_test(test_retry_after),
-        cmocka_unit_test(test_parse_time),    cmocka_unit_test(test_cert_id),
-        cmocka_unit_test(test_pick_chain),    cmocka_unit_test(test_new_validates),
+        cmocka_unit_test(test_next_step),   cmocka_unit_test(test_problem_message),
+        cmocka_unit_test(test_token_valid), cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_parse_time),  cmocka_unit_test(test_cert_id),
+        cmocka_unit_test(test_pick_chain),  cmocka_unit_test(test_new_validates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,51 +26,45 @@
 #include "keys.h"
 #include "util.h"
 
-static const char KEY_P256[] =
-    "-----BEGIN PRIVATE KEY-----\n"
-    "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg1G7iXjPpdNpyb/A0\n"
-    "8niPtRd2Hxf+lVgrCPDWv4vPqImhRANCAAQHcuuStFL94RASqy/ELUozN1Y8oiJe\n"
-    "jJMZ8mQsZeOmRX2SSlJB8rx31A+wVaTV58EiEy7NeAEloFYOsY6A4rcx\n"
-    "-----END PRIVATE KEY-----\n"
-    ;
-static const char KEY_P384[] =
-    "-----BEGIN PRIVATE KEY-----\n"
-    "MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDDc75v850f+zuqU/4cx\n"
-    "dBy1kTkLQX19lPH78zdrNY8x7Cx/3NrNYI6zMQpA4jutD0GhZANiAASFl9b8HFDF\n"
-    "AU6ozvCn2CBCNnOJ3pRqSuFc1SSyMv0aYgGzinktXTmvjsjh6SwC3yuwEbl+ky7M\n"
-    "oVIATPIp8/XMQd/d6grsoxxKYT/7XVAcDHhkueb+MQIaeksT6ufYMPY=\n"
-    "-----END PRIVATE KEY-----\n"
-    ;
-static const char KEY_RSA[] =
-    "-----BEGIN PRIVATE KEY-----\n"
-    "MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDszwk2KL730xoQ\n"
-    "UdS1enyU1YI2LjfB0V1dvff9IMuus+o7kc2KOxxFiH06h7uY7oTxSlMmCDPUt65r\n"
-    "Q1G5e5JjWOHNFDVoO1SWGnC0oIzOV0BRyTZmFGZ3UUDI4Bo832p9mp0+UpGXhUSE\n"
-    "sHoLJlGCekhSDqCB/3z3Wj5KveoTNE5kG2S1ZrDGgBkkJSQONJ2mS+hztF5mZTvF\n"
-    "Y5Mw1P0ZC9VpEIQxSANomcRlNHw9bt3jVEEiZwYnzM4qfwoE4KnXNVqUjCMtCT+t\n"
-    "JNgVRdlxTMAsmaJBTkcEvtHcMTARqCuu636jWPGfr//NXsR9y9Zj3/RnrkNjaIEh\n"
-    "RIxYuyuLAgMBAAECggEAIjPG31EkP9P4FDpVb/6oZrCttViYigBMrWDmI+OsN2fZ\n"
-    "4U+uMZRXAX30pFL9V9m/TsBO4RPXNJZw9SIMeC8uVfX86utLyWmkTme0Nopnu9ej\n"
-    "PQzENBsnL32HT1v6vicAkPKXWmx/hbRkUIvSnLCkniU+M8fUC+KUMH+StqXWXH5u\n"
-    "27rQc8a0oea3vqwrigKZ7SzPj8nKxZG3Cax0LgAinAb/luAtaLuUVOlfBgf9eXsr\n"
-    "yasidPYPQBzTJMOcQoQNlWBcU0f0IZcgrJEUTXYZ892ggbeR/jc3eGLiDgxGYtVN\n"
-    "6Wlsf6lkxJPnfqln31rtb/HRiiBzVkgUODPPG09SOQKBgQD9AH4itbfBNOD8Eaxp\n"
-    "pU4oEL8eBTNt5uk1fDsX+b8hNyMe9X8bmQI2p+raUNeUtEPvmq01H456Kwamb+CX\n"
-    "ep9k8FSaqXiehLTZ/Qst9J4Nypk41rlToj9gkkmcXEicFeM0+rTAD8A9Ut5QuD0a\n"
-    "LrRo7Mr674W892OJZhebWnvtqQKBgQDvnWtoaiFoorD8m115WMOEpB8BnZEjXGgd\n"
-    "uUoTbdEv7Ba6RK1hKOK+XVpUv/5rp37RpZjG6DSeKEnR1+OP0EEF5q01d9PUBYkI\n"
-    "x/KWVD9cfqUFq2tXwUdaUjW/g+AS8jCqhjNCCvcReQ+dyPzCuVvpoomKmPOLM+bu\n"
-    "/OHM5clIEwKBgQCQYHKariZxjBKD5jYEh7/lH0FhCUjDA827puw2D2BhvQw+w4vI\n"
-    "nPVlaUedVBriEkjed981/I8a6mi+HAQHjYNeX8N4CxP5KfPmnf9+NyTm6+GqTOav\n"
-    "clxGaNS29Pa+k8L33cW+AH8Mv7h8SdcclOCBK/fdYUhpgKd9phP8pJMqGQKBgQDb\n"
-    "te+vzWkW5d79sYRzaUXWURsxQwa7ctbxMl5PFGo00/k/EQwdw/ytazIR9f5XPj1W\n"
-    "BM7izDa7MtwFczzxOJb2zz7RgS+WAQFXMOgqmdODf4jXewgxbkN7+VfZZRXIqZSg\n"
-    "N++2RhGoTuZX2tyRvJ8fyu7tTDQ81vmQ+AYf+C+pSwKBgD9WXhDaPvsGZjMZUY6b\n"
-    "zJtttPmmu02QMihIfZDn8IZHq6q3WuBW+nVgUA8kV+dF32TtZBiJTY/8Vo/Vr/q1\n"
-    "VKYI0iR5yh7LAMr0Gn8J0LJEKWx98eVplylPfnZ1i8REzMpJhGl6uJGExtke1zOZ\n"
-    "AB1+PamN6NYu0QbxVIsGajgF\n"
-    "-----END PRIVATE KEY-----\n"
-    ;
+static const char KEY_P256[] = "-----BEGIN PRIVATE KEY-----\n"
+                               "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg1G7iXjPpdNpyb/A0\n"
+                               "8niPtRd2Hxf+lVgrCPDWv4vPqImhRANCAAQHcuuStFL94RASqy/ELUozN1Y8oiJe\n"
+                               "jJMZ8mQsZeOmRX2SSlJB8rx31A+wVaTV58EiEy7NeAEloFYOsY6A4rcx\n"
+                               "-----END PRIVATE KEY-----\n";
+static const char KEY_P384[] = "-----BEGIN PRIVATE KEY-----\n"
+                               "MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDDc75v850f+zuqU/4cx\n"
+                               "dBy1kTkLQX19lPH78zdrNY8x7Cx/3NrNYI6zMQpA4jutD0GhZANiAASFl9b8HFDF\n"
+                               "AU6ozvCn2CBCNnOJ3pRqSuFc1SSyMv0aYgGzinktXTmvjsjh6SwC3yuwEbl+ky7M\n"
+                               "oVIATPIp8/XMQd/d6grsoxxKYT/7XVAcDHhkueb+MQIaeksT6ufYMPY=\n"
+                               "-----END PRIVATE KEY-----\n";
+static const char KEY_RSA[] = "-----BEGIN PRIVATE KEY-----\n"
+                              "MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDszwk2KL730xoQ\n"
+                              "UdS1enyU1YI2LjfB0V1dvff9IMuus+o7kc2KOxxFiH06h7uY7oTxSlMmCDPUt65r\n"
+                              "Q1G5e5JjWOHNFDVoO1SWGnC0oIzOV0BRyTZmFGZ3UUDI4Bo832p9mp0+UpGXhUSE\n"
+                              "sHoLJlGCekhSDqCB/3z3Wj5KveoTNE5kG2S1ZrDGgBkkJSQONJ2mS+hztF5mZTvF\n"
+                              "Y5Mw1P0ZC9VpEIQxSANomcRlNHw9bt3jVEEiZwYnzM4qfwoE4KnXNVqUjCMtCT+t\n"
+                              "JNgVRdlxTMAsmaJBTkcEvtHcMTARqCuu636jWPGfr//NXsR9y9Zj3/RnrkNjaIEh\n"
+                              "RIxYuyuLAgMBAAECggEAIjPG31EkP9P4FDpVb/6oZrCttViYigBMrWDmI+OsN2fZ\n"
+                              "4U+uMZRXAX30pFL9V9m/TsBO4RPXNJZw9SIMeC8uVfX86utLyWmkTme0Nopnu9ej\n"
+                              "PQzENBsnL32HT1v6vicAkPKXWmx/hbRkUIvSnLCkniU+M8fUC+KUMH+StqXWXH5u\n"
+                              "27rQc8a0oea3vqwrigKZ7SzPj8nKxZG3Cax0LgAinAb/luAtaLuUVOlfBgf9eXsr\n"
+                              "yasidPYPQBzTJMOcQoQNlWBcU0f0IZcgrJEUTXYZ892ggbeR/jc3eGLiDgxGYtVN\n"
+                              "6Wlsf6lkxJPnfqln31rtb/HRiiBzVkgUODPPG09SOQKBgQD9AH4itbfBNOD8Eaxp\n"
+                              "pU4oEL8eBTNt5uk1fDsX+b8hNyMe9X8bmQI2p+raUNeUtEPvmq01H456Kwamb+CX\n"
+                              "ep9k8FSaqXiehLTZ/Qst9J4Nypk41rlToj9gkkmcXEicFeM0+rTAD8A9Ut5QuD0a\n"
+                              "LrRo7Mr674W892OJZhebWnvtqQKBgQDvnWtoaiFoorD8m115WMOEpB8BnZEjXGgd\n"
+                              "uUoTbdEv7Ba6RK1hKOK+XVpUv/5rp37RpZjG6DSeKEnR1+OP0EEF5q01d9PUBYkI\n"
+                              "x/KWVD9cfqUFq2tXwUdaUjW/g+AS8jCqhjNCCvcReQ+dyPzCuVvpoomKmPOLM+bu\n"
+                              "/OHM5clIEwKBgQCQYHKariZxjBKD5jYEh7/lH0FhCUjDA827puw2D2BhvQw+w4vI\n"
+                              "nPVlaUedVBriEkjed981/I8a6mi+HAQHjYNeX8N4CxP5KfPmnf9+NyTm6+GqTOav\n"
+                              "clxGaNS29Pa+k8L33cW+AH8Mv7h8SdcclOCBK/fdYUhpgKd9phP8pJMqGQKBgQDb\n"
+                              "te+vzWkW5d79sYRzaUXWURsxQwa7ctbxMl5PFGo00/k/EQwdw/ytazIR9f5XPj1W\n"
+                              "BM7izDa7MtwFczzxOJb2zz7RgS+WAQFXMOgqmdODf4jXewgxbkN7+VfZZRXIqZSg\n"
+                              "N++2RhGoTuZX2tyRvJ8fyu7tTDQ81vmQ+AYf+C+pSwKBgD9WXhDaPvsGZjMZUY6b\n"
+                              "zJtttPmmu02QMihIfZDn8IZHq6q3WuBW+nVgUA8kV+dF32TtZBiJTY/8Vo/Vr/q1\n"
+                              "VKYI0iR5yh7LAMr0Gn8J0LJEKWx98eVplylPfnZ1i8REzMpJhGl6uJGExtke1zOZ\n"
+                              "AB1+PamN6NYu0QbxVIsGajgF\n"
+                              "-----END PRIVATE KEY-----\n";
 
 static EVP_PKEY *load(const char *pem)
 {
@@ -166,9 +160,8 @@ static void check_sign(const char *pem, const char *alg)
     json_decref(jws);
     free(out);
     /* with kid, POST-as-GET: empty payload */
-    assert_int_equal(cf_jws_sign(k, "https://ca/acct/1", "n2", "https://ca/order/1", NULL, &out,
-                                 err),
-                     0);
+    assert_int_equal(
+        cf_jws_sign(k, "https://ca/acct/1", "n2", "https://ca/order/1", NULL, &out, err), 0);
     jws = json_loads(out, 0, NULL);
     assert_true(verify_jws(jws, k));
     ph = protected_of(jws);

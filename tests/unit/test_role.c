@@ -38,17 +38,18 @@ static const char *roles_dir(void)
     return d ? d : "roles";
 }
 
-static const char GROUP_VARS[] = "certbot_enabled: true\n"
-                                 "certbot_email: operations+letsencrypt@example.com\n"
-                                 "certbot_install_method: apt\n"
-                                 "certbot_renewal_days: 31\n"
-                                 "certbot_domains:\n"
-                                 "  - domains: [foxycart-sandbox.example.com, foxycart-sandbox3.example.com]\n"
-                                 "    webroot: /var/www/letsencrypt\n"
-                                 "    cert_name: foxycart-sandbox\n"
-                                 "certbot_services:\n"
-                                 "  - name: foxycart-sandbox\n"
-                                 "    cert_source: foxycart-sandbox\n";
+static const char GROUP_VARS[] =
+    "certbot_enabled: true\n"
+    "certbot_email: operations+letsencrypt@example.com\n"
+    "certbot_install_method: apt\n"
+    "certbot_renewal_days: 31\n"
+    "certbot_domains:\n"
+    "  - domains: [foxycart-sandbox.example.com, foxycart-sandbox3.example.com]\n"
+    "    webroot: /var/www/letsencrypt\n"
+    "    cert_name: foxycart-sandbox\n"
+    "certbot_services:\n"
+    "  - name: foxycart-sandbox\n"
+    "    cert_source: foxycart-sandbox\n";
 
 /* role defaults < group_vars < extra (YAML text, may be NULL) */
 static json_t *hostvars(const char *extra)
@@ -151,14 +152,16 @@ static void check_layout(const struct cf_role_plan *p, const char *R)
                 "location ^~ /.well-known/acme-challenge/ {");
     snprintf(c, sizeof c, "include %s/etc/nginx/snippets/acme-challenge.conf;", R);
     expect_file(p, P(a, "/etc/nginx/conf.d/certfleet-http.conf"), 0644, c);
-    expect_file(p, P(a, "/etc/nginx/conf.d/certfleet-http.conf"), 0644, "listen 80 default_server;");
+    expect_file(p, P(a, "/etc/nginx/conf.d/certfleet-http.conf"), 0644,
+                "listen 80 default_server;");
     expect_file(p, P(a, "/etc/nginx/conf.d/certfleet-http.conf"), 0644,
                 "return 301 https://$host$request_uri;");
     snprintf(c, sizeof c, "ssl_certificate_key %s/etc/nginx/certs/foxycart-sandbox.key;", R);
     const struct cf_resource *ssl =
         expect_file(p, P(a, "/etc/nginx/snippets/ssl-foxycart-sandbox.conf"), 0644, c);
     (void)ssl;
-    snprintf(c, sizeof c, "ssl_trusted_certificate %s/etc/nginx/certs/foxycart-sandbox.ca-bundle.crt;", R);
+    snprintf(c, sizeof c,
+             "ssl_trusted_certificate %s/etc/nginx/certs/foxycart-sandbox.ca-bundle.crt;", R);
     expect_file(p, P(a, "/etc/nginx/snippets/ssl-foxycart-sandbox.conf"), 0644, c);
     const struct cf_resource *hook =
         expect_file(p, P(a, "/etc/letsencrypt/renewal-hooks/deploy/foxycart-sandbox.sh"), 0755,
@@ -365,11 +368,14 @@ static void test_diff(void **st)
         if (!strcmp(res->tasks[i].name, "link each service's private key")) {
             seen |= 1;
             assert_non_null(strstr(res->tasks[i].msg, "foxycart-sandbox.key: created"));
-            assert_non_null(strstr(res->tasks[i].diff, "+state: link -> /etc/letsencrypt/live/foxycart-sandbox/privkey.pem"));
+            assert_non_null(
+                strstr(res->tasks[i].diff,
+                       "+state: link -> /etc/letsencrypt/live/foxycart-sandbox/privkey.pem"));
         } else if (!strcmp(res->tasks[i].name, "install the ACME challenge snippet")) {
             seen |= 2;
             assert_non_null(strstr(res->tasks[i].msg, "content differs"));
-            assert_non_null(strstr(res->tasks[i].diff, "--- a/etc/nginx/snippets/acme-challenge.conf\n"));
+            assert_non_null(
+                strstr(res->tasks[i].diff, "--- a/etc/nginx/snippets/acme-challenge.conf\n"));
             assert_non_null(strstr(res->tasks[i].diff, "\n-# local edit\n"));
         }
     }
@@ -414,7 +420,8 @@ static void test_unified_diff(void **st)
     free(d);
     assert_null(cf_role_unified_diff("/x", a, strlen(a), a, strlen(a)));
     d = cf_role_unified_diff("/new", "", 0, "x\ny", 3);
-    assert_string_equal(d, "--- /dev/null\n+++ b/new\n@@ -0,0 +1,2 @@\n+x\n+y\n\\ No newline at end of file\n");
+    assert_string_equal(
+        d, "--- /dev/null\n+++ b/new\n@@ -0,0 +1,2 @@\n+x\n+y\n\\ No newline at end of file\n");
     free(d);
 }
 
@@ -463,7 +470,8 @@ static void test_keys_never_in_diffs(void **st)
     struct cf_role *r = NULL;
     if (cf_role_load(dir, "t", &r, err) != 0)
         fail_msg("%s", err);
-    json_t *v = json_pack("{s:s}", "key", "-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n");
+    json_t *v = json_pack("{s:s}", "key",
+                          "-----BEGIN PRIVATE KEY-----\nSECRETSECRET\n-----END PRIVATE KEY-----\n");
     struct cf_role_plan *p = NULL;
     if (cf_role_render(r, 0, v, &p, err) != 0)
         fail_msg("%s", err);
@@ -556,18 +564,19 @@ static json_t *live_vars(void)
                               "certbot_test_command: '%s'\n"
                               "certbot_reload_command: '%s'\n"
                               "certbot_http_listen: '%s'\n"
-                              "certbot_domains: [{domains: ['%s.fleet.test'], webroot: /var/www/letsencrypt, cert_name: '%s'}]\n"
+                              "certbot_domains: [{domains: ['%s.fleet.test'], webroot: "
+                              "/var/www/letsencrypt, cert_name: '%s'}]\n"
                               "certbot_services: [{name: '%s', cert_source: '%s'}]\n",
                               getenv("CF_TEST_HOST_ROOT"), getenv("CF_TEST_TEST_CMD"),
-                              getenv("CF_TEST_RELOAD_CMD"), getenv("CF_TEST_HTTP_LISTEN"), name, name,
-                              name, name);
+                              getenv("CF_TEST_RELOAD_CMD"), getenv("CF_TEST_HTTP_LISTEN"), name,
+                              name, name, name);
     json_t *v = hostvars(extra);
     free(extra);
     return v;
 }
 
-static struct cf_role_result *converge(struct live *L, const struct cf_role *r, json_t *v, int check,
-                                       int diff)
+static struct cf_role_result *converge(struct live *L, const struct cf_role *r, json_t *v,
+                                       int check, int diff)
 {
     char err[CF_ERRLEN] = "";
     struct cf_role_opts o = {.check = check, .diff = diff};
@@ -623,8 +632,8 @@ static void test_converge_real_host(void **st)
 
     /* 1. first converge changes things */
     struct cf_role_result *res = converge(&L, r, v, 0, 0);
-    print_message("# first converge: ok=%d changed=%d failed=%d skipped=%d\n", res->ok, res->changed,
-                  res->failed, res->skipped);
+    print_message("# first converge: ok=%d changed=%d failed=%d skipped=%d\n", res->ok,
+                  res->changed, res->failed, res->skipped);
     assert_true(res->changed >= 10);
     assert_int_equal(res->failed, 0);
     assert_int_equal(res->n_notified, 1);
@@ -632,10 +641,11 @@ static void test_converge_real_host(void **st)
     /* placeholder certificate (the lead's pipeline installs the store's
      * version or a self-signed one here) so nginx -t passes */
     struct cf_rbatch *b = cf_rbatch_new();
-    char *cmd = cf_asprintf("cd '%s/etc/letsencrypt/live/%s' && openssl req -x509 -newkey ec "
-                            "-pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=placeholder "
-                            "-keyout privkey.pem -out fullchain.pem 2>/dev/null && cp fullchain.pem chain.pem",
-                            root, name);
+    char *cmd = cf_asprintf(
+        "cd '%s/etc/letsencrypt/live/%s' && openssl req -x509 -newkey ec "
+        "-pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=placeholder "
+        "-keyout privkey.pem -out fullchain.pem 2>/dev/null && cp fullchain.pem chain.pem",
+        root, name);
     assert_true(cf_rbatch_run(b, cmd, 1, err) >= 0);
     free(cmd);
     remote_batch(&L, b);
@@ -644,8 +654,8 @@ static void test_converge_real_host(void **st)
 
     /* handlers: test passes, then reload (which starts a stopped nginx) */
     struct cf_role_opts ho = {0};
-    int hr = cf_role_run_handlers(L.s, r, v, (const char *const *)res->notified, res->n_notified, &ho,
-                                  on_role, &L, err);
+    int hr = cf_role_run_handlers(L.s, r, v, (const char *const *)res->notified, res->n_notified,
+                                  &ho, on_role, &L, err);
     assert_int_equal(hr, 0);
     cf_role_result_free(res);
     run_until_done(&L);
@@ -686,7 +696,8 @@ static void test_converge_real_host(void **st)
         if (!strcmp(res->tasks[i].name, "install the ACME challenge snippet")) {
             assert_non_null(res->tasks[i].diff);
             assert_non_null(strstr(res->tasks[i].diff, "-# edited by hand\n"));
-            assert_non_null(strstr(res->tasks[i].diff, "+location ^~ /.well-known/acme-challenge/ {\n"));
+            assert_non_null(
+                strstr(res->tasks[i].diff, "+location ^~ /.well-known/acme-challenge/ {\n"));
         }
     }
     cf_role_result_free(res);
@@ -718,12 +729,51 @@ static void test_converge_real_host(void **st)
     assert_int_equal(access("/tmp/pwned-role", F_OK), -1);
 }
 
+/* Print the plan for the vars file in CF_TEST_PLAN_VARS (merged over the
+ * role defaults) as "plan <kind> <path> <mode> <sha256 or link target>"
+ * lines, so 30_role.sh can compare it with what ansible-playbook makes of
+ * the same role and variables. */
+static void test_print_plan(void **st)
+{
+    (void)st;
+    char err[CF_ERRLEN] = "";
+    struct cf_role *r = load_role();
+    json_t *d = NULL, *x = NULL;
+    char *path = cf_asprintf("%s/certbot/defaults/main.yml", roles_dir());
+    assert_int_equal(cf_yaml_load_file(path, &d, err), 0);
+    free(path);
+    if (cf_yaml_load_file(getenv("CF_TEST_PLAN_VARS"), &x, err) != 0)
+        fail_msg("%s", err);
+    cf_vars_merge(d, x);
+    struct cf_role_plan *p = render(r, d);
+    for (size_t t = 0; t < p->n_tasks; t++)
+        for (size_t k = 0; k < p->tasks[t].n_res; k++) {
+            const struct cf_resource *z = &p->tasks[t].res[k];
+            char h[65] = "";
+            if (z->content)
+                cf_sha256_hex(z->content, z->len, h);
+            printf("plan %c %s %o %s\n",
+                   z->kind == CF_RES_DIR    ? 'd'
+                   : z->kind == CF_RES_LINK ? 'l'
+                                            : 'f',
+                   z->path, z->mode < 0 ? 0 : (unsigned)z->mode,
+                   z->kind == CF_RES_LINK ? z->target : h);
+        }
+    cf_role_plan_free(p);
+    json_decref(x);
+    json_decref(d);
+    cf_role_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest pure[] = {
-        cmocka_unit_test(test_render_foxycart_sandbox), cmocka_unit_test(test_render_with_host_root),
-        cmocka_unit_test(test_render_switches),         cmocka_unit_test(test_hostile_values),
-        cmocka_unit_test(test_diff),                    cmocka_unit_test(test_unified_diff),
+        cmocka_unit_test(test_render_foxycart_sandbox),
+        cmocka_unit_test(test_render_with_host_root),
+        cmocka_unit_test(test_render_switches),
+        cmocka_unit_test(test_hostile_values),
+        cmocka_unit_test(test_diff),
+        cmocka_unit_test(test_unified_diff),
         cmocka_unit_test(test_keys_never_in_diffs),
     };
     const struct CMUnitTest live[] = {
@@ -731,6 +781,11 @@ int main(void)
     };
     int rc = cmocka_run_group_tests_name("role", pure, NULL, NULL);
     /* the real-host test needs a fleet host: tests/integration/30_role.sh */
+    const struct CMUnitTest plan[] = {
+        cmocka_unit_test(test_print_plan),
+    };
+    if (getenv("CF_TEST_PLAN_VARS"))
+        rc |= cmocka_run_group_tests_name("role plan", plan, NULL, NULL);
     if (getenv("CF_TEST_SSH_ADDR"))
         rc |= cmocka_run_group_tests_name("role on a real host", live, NULL, NULL);
     return rc;

@@ -420,6 +420,7 @@ static void test_auth_wrong_key_and_rsa_hint(void **state)
     c = config(ADDR_A, key_rsa, NULL, CF_HOSTKEY_OFF);
     int rc = connect_wait(&loop, &c, &s);
     if (rc == CF_EAUTH) {
+        print_message("# %s\n", cf_ssh_error(s));
         assert_non_null(strstr(cf_ssh_error(s), "RSA"));
         assert_non_null(strstr(cf_ssh_error(s), "ed25519"));
     } else {
@@ -430,6 +431,40 @@ static void test_auth_wrong_key_and_rsa_hint(void **state)
     c = config(ADDR_A, "/nonexistent/key", NULL, CF_HOSTKEY_OFF);
     assert_int_equal(connect_wait(&loop, &c, &s), CF_EAUTH);
     assert_non_null(strstr(cf_ssh_error(s), "/nonexistent/key"));
+    close_wait(&loop, s);
+    finish_loop(&loop);
+}
+
+/* ssh-agent is tried first: with the right key in the agent, a wrong key
+ * file does not matter. */
+static void test_auth_via_agent(void **state)
+{
+    uv_loop_t loop;
+    cf_ssh *s;
+    char sock[128];
+    uv_loop_init(&loop);
+    snprintf(sock, sizeof sock, "%s/agent.sock", dir);
+    unlink(sock);
+    pid_t agent = fork();
+    if (agent == 0) {
+        execlp("ssh-agent", "ssh-agent", "-D", "-a", sock, (char *)NULL);
+        _exit(127);
+    }
+    assert_true(agent > 0);
+    for (int i = 0; i < 100 && access(sock, F_OK) != 0; i++)
+        usleep(20000);
+    int added = sh("SSH_AUTH_SOCK=%s ssh-add -q %s 2>/dev/null", sock, key_ok);
+    setenv("SSH_AUTH_SOCK", sock, 1);
+    struct cf_ssh_config c = config(ADDR_A, key_other, NULL, CF_HOSTKEY_OFF);
+    int rc = connect_wait(&loop, &c, &s);
+    unsetenv("SSH_AUTH_SOCK");
+    kill(agent, SIGTERM);
+    waitpid(agent, NULL, 0);
+    assert_int_equal(added, 0);
+    assert_int_equal(rc, 0);
+    struct waiter w = exec_wait(&loop, s, "echo via-agent", NULL, 0);
+    assert_string_equal(w.out, "via-agent\n");
+    waiter_release(&w);
     close_wait(&loop, s);
     finish_loop(&loop);
 }
@@ -785,7 +820,14 @@ static void test_batch_of_thirty_stats_is_one_round_trip(void **state)
         snprintf(p, sizeof p, "%s/many/f%d", dir, i);
         assert_int_equal(cf_rbatch_stat(b, p, err), i);
     }
-    uint64_t best = UINT64_MAX;
+    uint64_t best = UINT64_MAX, best_true = UINT64_MAX;
+    for (int round = 0; round < 3; round++) {
+        uint64_t t0 = cf_mono_ms();
+        struct waiter w = exec_wait(&loop, s, "true", NULL, 0);
+        uint64_t dt = cf_mono_ms() - t0;
+        best_true = dt < best_true ? dt : best_true;
+        waiter_release(&w);
+    }
     for (int round = 0; round < 3; round++) {
         uint64_t t0 = cf_mono_ms();
         assert_int_equal(run_batch(&loop, s, b, 0), 0);
@@ -798,9 +840,10 @@ static void test_batch_of_thirty_stats_is_one_round_trip(void **state)
         cf_sha256_hex(data, (size_t)n, want);
         assert_string_equal(cf_rbatch_result(b, (size_t)i)->st.sha256, want);
     }
-    print_message("# 30 STATs in one batch: best of 3 round trips %llu ms\n",
-                  (unsigned long long)best);
-    assert_true(best < 1000);
+    print_message("# 30 STATs in one batch: best of 3 %llu ms; a bare `true` exec: %llu ms\n",
+                  (unsigned long long)best, (unsigned long long)best_true);
+    /* one round trip plus a few processes, not thirty round trips */
+    assert_true(best < 2 * best_true + 300);
     cf_rbatch_free(b);
     close_wait(&loop, s);
     finish_loop(&loop);
@@ -815,6 +858,7 @@ int main(void)
         cmocka_unit_test(test_hostkey_accept_new_then_strict),
         cmocka_unit_test(test_hostkey_changed_fails_in_strict_and_accept_new),
         cmocka_unit_test(test_auth_wrong_key_and_rsa_hint),
+        cmocka_unit_test(test_auth_via_agent),
         cmocka_unit_test(test_closed_port_is_econnect),
         cmocka_unit_test(test_hung_command_times_out),
         cmocka_unit_test(test_twenty_sessions_on_one_loop),

@@ -59,8 +59,8 @@ static void test_variables_and_access(void **st)
                   "{{ item.name }} {{ item['name'] }} {{ item.l[1] }} {{ item.l[-1] }}",
                   "svc svc 2 3");
     expect_render("{\"d\": {\"k\": {\"deep\": [\"z\"]}}}", "{{ d.k.deep[0] }}", "z");
-    expect_render("{\"n\": 3, \"f\": 1.5, \"t\": true, \"z\": null}", "{{ n }} {{ f }} {{ t }} {{ z }}",
-                  "3 1.5 True None");
+    expect_render("{\"n\": 3, \"f\": 1.5, \"t\": true, \"z\": null}",
+                  "{{ n }} {{ f }} {{ t }} {{ z }}", "3 1.5 True None");
     expect_render("{\"l\": [\"a\", \"b\"]}", "{{ l }}", "['a', 'b']");
     expect_render("{}", "{{ 'lit' ~ \"eral\" }} {{ 1 + 2 }}", "literal 3");
     expect_render("{}", "no tags at all\n", "no tags at all\n");
@@ -73,15 +73,17 @@ static void test_filters(void **st)
                   "a.example, b.example");
     expect_render("{}", "{{ missing | default('dflt') }}", "dflt");
     expect_render("{}", "{{ missing | d('x') | upper }}", "X");
-    expect_render("{\"e\": \"\"}", "[{{ e | default('x') }}][{{ e | default('x', true) }}]", "[][x]");
+    expect_render("{\"e\": \"\"}", "[{{ e | default('x') }}][{{ e | default('x', true) }}]",
+                  "[][x]");
     expect_render("{\"s\": \"MiXeD\"}", "{{ s | lower }}", "mixed");
     expect_render("{\"a\": \"yes\", \"b\": \"false\", \"c\": true, \"d\": 0}",
                   "{{ a | bool }} {{ b | bool }} {{ c | bool }} {{ d | bool }}",
                   "True False True False");
     expect_render("{\"l\": [1, 2, 2]}", "{{ l | length }} {{ l | unique | length }}", "3 2");
-    expect_render("{\"p\": \"/etc/nginx/sites-enabled/x.conf\"}", "{{ p | dirname }} {{ p | basename }}",
-                  "/etc/nginx/sites-enabled x.conf");
-    expect_render("{\"s\": \"it's\"}", "{{ s | quote }} {{ 'plain' | quote }}", "'it'\"'\"'s' plain");
+    expect_render("{\"p\": \"/etc/nginx/sites-enabled/x.conf\"}",
+                  "{{ p | dirname }} {{ p | basename }}", "/etc/nginx/sites-enabled x.conf");
+    expect_render("{\"s\": \"it's\"}", "{{ s | quote }} {{ 'plain' | quote }}",
+                  "'it'\"'\"'s' plain");
     expect_error("{}", "{{ 'x' | frobnicate }}", "unknown filter 'frobnicate'", NULL);
 }
 
@@ -92,12 +94,16 @@ static void test_if_and_for(void **st)
     expect_render(vars, "{% if on %}yes{% else %}no{% endif %}", "yes");
     expect_render(vars, "{% if off %}yes{% elif on %}elif{% else %}no{% endif %}", "elif");
     expect_render(vars, "{% if missing is defined %}d{% else %}u{% endif %}", "u");
-    expect_render(vars, "{% if missing is defined and missing | bool %}d{% else %}u{% endif %}", "u");
+    expect_render(vars, "{% if missing is defined and missing | bool %}d{% else %}u{% endif %}",
+                  "u");
     expect_render(vars, "{% if not off and 'b' in ['a', 'b'] %}ok{% endif %}", "ok");
-    expect_render(vars, "{% for d in ds %}{{ loop.index }}={{ d.n }}{% if not loop.last %},{% endif %}{% endfor %}",
-                  "1=a,2=b");
+    expect_render(
+        vars,
+        "{% for d in ds %}{{ loop.index }}={{ d.n }}{% if not loop.last %},{% endif %}{% endfor %}",
+        "1=a,2=b");
     /* trim_blocks: the newline after a block tag is dropped, as in Ansible */
-    expect_render(vars, "{% for d in ds %}\nline {{ d.n }}\n{% endfor %}\nend\n", "line a\nline b\nend\n");
+    expect_render(vars, "{% for d in ds %}\nline {{ d.n }}\n{% endfor %}\nend\n",
+                  "line a\nline b\nend\n");
     /* whitespace control */
     expect_render(vars, "a   {%- if on -%}   b   {%- endif %}", "ab");
     expect_render(vars, "{# a comment #}x", "x");
@@ -108,10 +114,11 @@ static void test_lazy_recursive_vars(void **st)
 {
     (void)st;
     /* values that are templates are rendered when used, natively for lone expressions */
-    expect_render("{\"root\": \"/srv\", \"conf\": \"{{ root }}/etc\", \"snip\": \"{{ conf }}/snippets\"}",
-                  "{{ snip }}", "/srv/etc/snippets");
-    expect_render("{\"base\": [\"a\", \"b\"], \"l\": \"{{ base }}\"}", "{{ l | join('+') }} {{ l[1] }}",
-                  "a+b b");
+    expect_render(
+        "{\"root\": \"/srv\", \"conf\": \"{{ root }}/etc\", \"snip\": \"{{ conf }}/snippets\"}",
+        "{{ snip }}", "/srv/etc/snippets");
+    expect_render("{\"base\": [\"a\", \"b\"], \"l\": \"{{ base }}\"}",
+                  "{{ l | join('+') }} {{ l[1] }}", "a+b b");
     expect_render("{\"w\": \"/var/www\", \"ds\": [{\"webroot\": \"{{ w }}/x\"}]}",
                   "{% for d in ds %}{{ d.webroot }}{% endfor %}", "/var/www/x");
     /* a loop of references must stop with a message naming the variable */
@@ -135,14 +142,16 @@ static void test_errors_name_variable_and_line(void **st)
 static void test_value_and_condition(void **st)
 {
     (void)st;
-    json_t *v = vars_of("{\"ds\": [{\"cert_name\": \"c1\"}], \"w\": \"/var/www\", \"flag\": \"no\"}");
-    json_t *in = json_pack("{s:s, s:s, s:i}", "loop", "{{ ds }}", "path", "{{ w }}/.well-known", "n", 5);
+    json_t *v =
+        vars_of("{\"ds\": [{\"cert_name\": \"c1\"}], \"w\": \"/var/www\", \"flag\": \"no\"}");
+    json_t *in =
+        json_pack("{s:s, s:s, s:i}", "loop", "{{ ds }}", "path", "{{ w }}/.well-known", "n", 5);
     json_t *out = NULL;
     char err[CF_ERRLEN] = "";
     assert_int_equal(cf_template_value("tasks/main.yml", 7, in, v, &out, err), 0);
     assert_true(json_is_array(json_object_get(out, "loop"))); /* native, not a string */
-    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(out, "loop"), 0),
-                                                          "cert_name")),
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(out, "loop"), 0), "cert_name")),
                         "c1");
     assert_string_equal(json_string_value(json_object_get(out, "path")), "/var/www/.well-known");
     assert_int_equal(json_integer_value(json_object_get(out, "n")), 5);
@@ -154,7 +163,8 @@ static void test_value_and_condition(void **st)
     assert_int_equal(t, 0);
     assert_int_equal(cf_template_condition("tasks/main.yml", 3, "ds | length > 0", v, &t, err), 0);
     assert_int_equal(t, 1);
-    assert_int_equal(cf_template_condition("tasks/main.yml", 3, "nope is not defined", v, &t, err), 0);
+    assert_int_equal(cf_template_condition("tasks/main.yml", 3, "nope is not defined", v, &t, err),
+                     0);
     assert_int_equal(t, 1);
     assert_int_equal(cf_template_condition("tasks/main.yml", 9, "nope", v, &t, err), CF_EINVAL);
     assert_non_null(strstr(err, "tasks/main.yml:9"));
@@ -165,9 +175,12 @@ static void test_value_and_condition(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_variables_and_access),  cmocka_unit_test(test_filters),
-        cmocka_unit_test(test_if_and_for),            cmocka_unit_test(test_lazy_recursive_vars),
-        cmocka_unit_test(test_errors_name_variable_and_line), cmocka_unit_test(test_value_and_condition),
+        cmocka_unit_test(test_variables_and_access),
+        cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_if_and_for),
+        cmocka_unit_test(test_lazy_recursive_vars),
+        cmocka_unit_test(test_errors_name_variable_and_line),
+        cmocka_unit_test(test_value_and_condition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

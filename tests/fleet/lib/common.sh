@@ -2,6 +2,7 @@
 # tests/fleet/lib/common.sh - helpers shared by the fleet scripts (sourced).
 
 FLEET_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the tree
 
 fleet_die() { echo "fleet: $*" >&2; exit 1; }
 
