@@ -153,8 +153,9 @@ int cmd_inventory(int argc, char **argv)
     }
     int actions = (o.list != 0) + (o.graph != 0) + (o.host != NULL);
     if (actions != 1) {
-        ret = cf_usage_error("inventory", actions ? "use only one of --list, --graph and --host"
-                                                  : "missing action: use --list, --graph or --host");
+        ret =
+            cf_usage_error("inventory", actions ? "use only one of --list, --graph and --host"
+                                                : "missing action: use --list, --graph or --host");
         goto out;
     }
     if (o.n_inventories == 0) {

@@ -62,12 +62,13 @@ static int open_common(struct cf_db *db, const char *state_dir, int flags, char 
     }
     /* A read-only opener (plan, status, certificates) must leave the state
      * directory as it found it: when no run is writing (no -wal file), open
-     * the file immutable so SQLite creates no -shm/-wal beside it. */
+     * the file immutable so SQLite creates no -shm/-wal beside it (an empty
+     * -wal is what an earlier reader left: nothing to read in it). */
     char *uri = NULL;
     if (flags & SQLITE_OPEN_READONLY) {
         char *wal = cf_asprintf("%s-wal", db->path);
         struct stat wst;
-        if (stat(wal, &wst) != 0) {
+        if (stat(wal, &wst) != 0 || wst.st_size == 0) {
             struct cf_buf u = CF_BUF_INIT;
             cf_buf_puts(&u, "file:");
             for (const char *c = db->path; *c; c++) {

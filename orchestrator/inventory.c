@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 
 #define MAX_RANGE_HOSTS 100000
-#define MAX_DIR_DEPTH 16
+#define MAX_DIR_DEPTH   16
 
 /* ------------------------------------------------------------------ */
 /* model                                                               */
@@ -47,7 +47,7 @@ struct group {
 
 struct host {
     char *name;
-    json_t *vars; /* inventory host vars */
+    json_t *vars;         /* inventory host vars */
     struct idxvec groups; /* direct groups */
     json_t **files;       /* host_vars data per vars dir */
     const char **names;   /* group_names (sorted, without "all") */
@@ -67,7 +67,7 @@ struct cf_inventory {
     const char **group_names_sorted;
 };
 
-#define G_ALL 0
+#define G_ALL       0
 #define G_UNGROUPED 1
 
 static void vec_push(struct idxvec *v, size_t x)
@@ -429,7 +429,6 @@ static int expand_range(const char *line, json_t *out, char *err, const struct c
     const char *tail = rb + 1;
     char *parts[3] = {NULL, NULL, NULL};
     int nparts = 0, rc = 0;
-    char *save = NULL;
     char *tmp = cf_strdup(inner);
     /* split(':') keeping empty fields */
     char *p = tmp;
@@ -445,7 +444,6 @@ static int expand_range(const char *line, json_t *out, char *err, const struct c
         *c = 0;
         p = c + 1;
     }
-    (void)save;
     if (nparts != 2 && nparts != 3) {
         rc = cf_pos_errf(err, pos, "host range must be begin:end or begin:end:step in '%s'", line);
         goto out;
@@ -651,17 +649,38 @@ static int py_string(struct pyp *s, struct cf_buf *b)
             unsigned long cp;
             p += 2;
             switch (c) {
-            case '\n': break;
-            case '\\': cf_buf_puts(b, "\\"); break;
-            case '\'': cf_buf_puts(b, "'"); break;
-            case '"': cf_buf_puts(b, "\""); break;
-            case 'a': cf_buf_puts(b, "\a"); break;
-            case 'b': cf_buf_puts(b, "\b"); break;
-            case 'f': cf_buf_puts(b, "\f"); break;
-            case 'n': cf_buf_puts(b, "\n"); break;
-            case 'r': cf_buf_puts(b, "\r"); break;
-            case 't': cf_buf_puts(b, "\t"); break;
-            case 'v': cf_buf_puts(b, "\v"); break;
+            case '\n':
+                break;
+            case '\\':
+                cf_buf_puts(b, "\\");
+                break;
+            case '\'':
+                cf_buf_puts(b, "'");
+                break;
+            case '"':
+                cf_buf_puts(b, "\"");
+                break;
+            case 'a':
+                cf_buf_puts(b, "\a");
+                break;
+            case 'b':
+                cf_buf_puts(b, "\b");
+                break;
+            case 'f':
+                cf_buf_puts(b, "\f");
+                break;
+            case 'n':
+                cf_buf_puts(b, "\n");
+                break;
+            case 'r':
+                cf_buf_puts(b, "\r");
+                break;
+            case 't':
+                cf_buf_puts(b, "\t");
+                break;
+            case 'v':
+                cf_buf_puts(b, "\v");
+                break;
             case 'x':
                 if (!hexval(p, 2, &cp))
                     return -1;
@@ -712,7 +731,8 @@ static int py_number(struct pyp *s, json_t **out)
         p += 2;
         while (isxdigit((unsigned char)*p) || *p == '_') {
             if (*p != '_') {
-                int d = isdigit((unsigned char)*p) ? *p - '0' : tolower((unsigned char)*p) - 'a' + 10;
+                int d =
+                    isdigit((unsigned char)*p) ? *p - '0' : tolower((unsigned char)*p) - 'a' + 10;
                 if (d >= base)
                     return -1;
                 if (n + 1 >= sizeof(buf))
@@ -726,8 +746,8 @@ static int py_number(struct pyp *s, json_t **out)
         if (!n)
             return -1;
     } else {
-        while (isdigit((unsigned char)*p) || (*p == '_' && isdigit((unsigned char)p[1]) &&
-                                              p > start)) {
+        while (isdigit((unsigned char)*p) ||
+               (*p == '_' && isdigit((unsigned char)p[1]) && p > start)) {
             if (*p != '_' && n + 1 < sizeof(buf))
                 buf[n++] = *p;
             p++;
@@ -816,12 +836,18 @@ static int py_items(struct pyp *s, char close, json_t *arr, int *trailing)
 static char *py_key_text(const json_t *k)
 {
     switch (json_typeof(k)) {
-    case JSON_STRING: return cf_strdup(json_string_value(k));
-    case JSON_INTEGER: return cf_asprintf("%" JSON_INTEGER_FORMAT, json_integer_value(k));
-    case JSON_TRUE: return cf_strdup("true");
-    case JSON_FALSE: return cf_strdup("false");
-    case JSON_NULL: return cf_strdup("null");
-    default: return NULL; /* floats and tuples as keys: not supported */
+    case JSON_STRING:
+        return cf_strdup(json_string_value(k));
+    case JSON_INTEGER:
+        return cf_asprintf("%" JSON_INTEGER_FORMAT, json_integer_value(k));
+    case JSON_TRUE:
+        return cf_strdup("true");
+    case JSON_FALSE:
+        return cf_strdup("false");
+    case JSON_NULL:
+        return cf_strdup("null");
+    default:
+        return NULL; /* floats and tuples as keys: not supported */
     }
 }
 
@@ -862,8 +888,8 @@ static int py_expr(struct pyp *s, json_t **out)
             const char *save = s->p;
             py_ws(s);
             const char *q = s->p;
-            if (*q == '\'' || *q == '"' || (strchr("rRuUbB", *q) && *q &&
-                                             (q[1] == '\'' || q[1] == '"'))) {
+            if (*q == '\'' || *q == '"' ||
+                (strchr("rRuUbB", *q) && *q && (q[1] == '\'' || q[1] == '"'))) {
                 rc = py_string(s, &b);
             } else {
                 s->p = save;
@@ -1231,8 +1257,9 @@ static int ini_host_line(struct ini *s, size_t g, const char *line, int indent)
                 break;
             }
             if (!strcmp(hn, "---")) {
-                rc = cf_pos_errf(s->err, &pos, "invalid host pattern '---': this looks like a yaml "
-                                               "file, name it .yml");
+                rc = cf_pos_errf(s->err, &pos,
+                                 "invalid host pattern '---': this looks like a yaml "
+                                 "file, name it .yml");
                 break;
             }
             size_t h = add_host(s->inv, hn, g, port, &pos);
@@ -1260,7 +1287,6 @@ static int ini_parse(struct cf_inventory *inv, const char *file, const char *tex
     char *state = cf_strdup("hosts");
     int rc = 0;
     char *copy = cf_strdup(text);
-    char *save = NULL;
     char *line = copy;
     while (line && rc == 0) {
         char *nl = strchr(line, '\n');
@@ -1297,8 +1323,8 @@ static int ini_parse(struct cf_inventory *inv, const char *file, const char *tex
             if (!find_idx(inv->gidx, safe, &existing)) {
                 if (!strcmp(state, "vars") && !pend_find(&s, safe)) {
                     s.pend = cf_xrealloc(s.pend, (s.npend + 1) * sizeof(*s.pend));
-                    s.pend[s.npend++] = (struct pending){cf_strdup(safe), s.line, 0, NULL,
-                                                         json_array()};
+                    s.pend[s.npend++] =
+                        (struct pending){cf_strdup(safe), s.line, 0, NULL, json_array()};
                 }
                 add_group(inv, safe);
             }
@@ -1365,7 +1391,6 @@ static int ini_parse(struct cf_inventory *inv, const char *file, const char *tex
         }
         line = nl ? nl + 1 : NULL;
     }
-    (void)save;
     for (size_t i = 0; rc == 0 && i < s.npend; i++) {
         struct pending *pd = &s.pend[i];
         if (!pd->name)
@@ -1452,9 +1477,10 @@ static int yaml_group(struct cf_inventory *inv, const char *name, json_t *data,
             break;
         struct cf_pos kpos;
         cf_vars_member_pos(data, key, &kpos);
-        int which = !strcmp(key, "vars") ? 0 : !strcmp(key, "children") ? 1
-                                           : !strcmp(key, "hosts")    ? 2
-                                                                      : -1;
+        int which = !strcmp(key, "vars")       ? 0
+                    : !strcmp(key, "children") ? 1
+                    : !strcmp(key, "hosts")    ? 2
+                                               : -1;
         json_t *m = which >= 0 ? sec[which] : val;
         if (m && !json_is_object(m) && !json_is_null(m)) {
             cf_log(0, "warning: %s:%d:%d: skipping key '%s' in group '%s': not a mapping",
@@ -1538,14 +1564,16 @@ static int yaml_inventory(struct cf_inventory *inv, const char *file, json_t *da
         return cf_pos_errf(err, &pos, "parsed an empty yaml file, expected an inventory");
     if (!json_is_object(data)) {
         cf_vars_pos(data, &pos);
-        return cf_pos_errf(err, &pos, "yaml inventory has invalid structure: expected a mapping "
-                                      "of groups, got a %s",
+        return cf_pos_errf(err, &pos,
+                           "yaml inventory has invalid structure: expected a mapping "
+                           "of groups, got a %s",
                            cf_vars_type_name(data));
     }
     if (json_object_get(data, "plugin")) {
         cf_vars_member_pos(data, "plugin", &pos);
-        return cf_pos_errf(err, &pos, "inventory plugin configuration files are not supported, "
-                                      "only static inventories");
+        return cf_pos_errf(err, &pos,
+                           "inventory plugin configuration files are not supported, "
+                           "only static inventories");
     }
     const char *k;
     json_t *v;
@@ -1576,7 +1604,7 @@ static const char *file_ext(const char *name)
 
 static int ignored_entry(const char *name)
 {
-    static const char *const ext[] = {".pyc", ".pyo", ".swp", ".bak", "~",    ".rpm", ".md",
+    static const char *const ext[] = {".pyc", ".pyo", ".swp",  ".bak", "~",    ".rpm",  ".md",
                                       ".txt", ".rst", ".orig", ".ini", ".cfg", ".retry"};
     if (name[0] == '.' || !strcmp(name, "host_vars") || !strcmp(name, "group_vars") ||
         !strcmp(name, "vars_plugins"))
@@ -2031,9 +2059,8 @@ size_t cf_inventory_group_names(const struct cf_inventory *inv, const char *cons
 /* ------------------------------------------------------------------ */
 /* variables                                                           */
 
-int cf_inventory_hostvars(const struct cf_inventory *inv, size_t host,
-                          const json_t *role_defaults, const json_t *extra_vars, json_t **out,
-                          char *err)
+int cf_inventory_hostvars(const struct cf_inventory *inv, size_t host, const json_t *role_defaults,
+                          const json_t *extra_vars, json_t **out, char *err)
 {
     *out = NULL;
     if (!inv || host >= inv->nhosts)
@@ -2270,14 +2297,11 @@ static void split_pattern(const char *pattern, json_t *out)
     }
     char *host;
     long port;
-    char *trim = cf_strdup(pattern);
     if (parse_address(pattern, &host, &port)) {
         free(host);
         push_pattern(out, pattern, strlen(pattern));
-        free(trim);
         return;
     }
-    free(trim);
     /* (?:[^\s:\[\]]|\[[^\]]*\])+ */
     const char *p = pattern;
     while (*p) {
@@ -2324,8 +2348,8 @@ static int idx_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int cf_inventory_select(const struct cf_inventory *inv, const char *limit, size_t **idx,
-                        size_t *n, char *err)
+int cf_inventory_select(const struct cf_inventory *inv, const char *limit, size_t **idx, size_t *n,
+                        char *err)
 {
     *idx = NULL;
     *n = 0;
@@ -2413,8 +2437,8 @@ out:
 /* ------------------------------------------------------------------ */
 /* ansible-inventory output                                            */
 
-int cf_inventory_list_json(const struct cf_inventory *inv, const json_t *extra_vars,
-                           json_t **out, char *err)
+int cf_inventory_list_json(const struct cf_inventory *inv, const json_t *extra_vars, json_t **out,
+                           char *err)
 {
     json_t *doc = json_object(), *hv = json_object(), *meta = json_object();
     for (size_t g = 0; g < inv->ngroups; g++) {
@@ -2556,13 +2580,27 @@ static void py_str(struct cf_buf *b, const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '"': cf_buf_puts(b, "\\\""); break;
-        case '\\': cf_buf_puts(b, "\\\\"); break;
-        case '\n': cf_buf_puts(b, "\\n"); break;
-        case '\r': cf_buf_puts(b, "\\r"); break;
-        case '\t': cf_buf_puts(b, "\\t"); break;
-        case '\b': cf_buf_puts(b, "\\b"); break;
-        case '\f': cf_buf_puts(b, "\\f"); break;
+        case '"':
+            cf_buf_puts(b, "\\\"");
+            break;
+        case '\\':
+            cf_buf_puts(b, "\\\\");
+            break;
+        case '\n':
+            cf_buf_puts(b, "\\n");
+            break;
+        case '\r':
+            cf_buf_puts(b, "\\r");
+            break;
+        case '\t':
+            cf_buf_puts(b, "\\t");
+            break;
+        case '\b':
+            cf_buf_puts(b, "\\b");
+            break;
+        case '\f':
+            cf_buf_puts(b, "\\f");
+            break;
         default:
             if (c < 0x20)
                 cf_buf_printf(b, "\\u%04x", c);
@@ -2625,12 +2663,24 @@ static void py_dump(struct cf_buf *b, const json_t *v, int level)
         cf_buf_puts(b, "]");
         return;
     }
-    case JSON_STRING: py_str(b, json_string_value(v), json_string_length(v)); return;
-    case JSON_INTEGER: cf_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return;
-    case JSON_REAL: py_float(b, json_real_value(v)); return;
-    case JSON_TRUE: cf_buf_puts(b, "true"); return;
-    case JSON_FALSE: cf_buf_puts(b, "false"); return;
-    default: cf_buf_puts(b, "null"); return;
+    case JSON_STRING:
+        py_str(b, json_string_value(v), json_string_length(v));
+        return;
+    case JSON_INTEGER:
+        cf_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return;
+    case JSON_REAL:
+        py_float(b, json_real_value(v));
+        return;
+    case JSON_TRUE:
+        cf_buf_puts(b, "true");
+        return;
+    case JSON_FALSE:
+        cf_buf_puts(b, "false");
+        return;
+    default:
+        cf_buf_puts(b, "null");
+        return;
     }
 }
 

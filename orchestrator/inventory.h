@@ -70,8 +70,8 @@ size_t cf_inventory_group_names(const struct cf_inventory *inv, const char *cons
  * *idx (caller frees) lists host indices in inventory order, *n their
  * count.  A limit matching no host is an error (CF_ENOENT, "limit 'x'
  * matches no host in the inventory"); a bad regex or subscript CF_EINVAL. */
-int cf_inventory_select(const struct cf_inventory *inv, const char *limit, size_t **idx,
-                        size_t *n, char *err);
+int cf_inventory_select(const struct cf_inventory *inv, const char *limit, size_t **idx, size_t *n,
+                        char *err);
 
 /* The variables of one host with Ansible's precedence, lowest first:
  *   role_defaults (may be NULL)
@@ -90,15 +90,14 @@ int cf_inventory_select(const struct cf_inventory *inv, const char *limit, size_
  * cf_vars_member_pos(*out, "key", &pos) says where the winning value was
  * written.  Magic variables (inventory_hostname, group_names...) are not
  * included. Returns 0, CF_EINVAL (bad host index) or CF_ENOMEM. */
-int cf_inventory_hostvars(const struct cf_inventory *inv, size_t host,
-                          const json_t *role_defaults, const json_t *extra_vars, json_t **out,
-                          char *err);
+int cf_inventory_hostvars(const struct cf_inventory *inv, size_t host, const json_t *role_defaults,
+                          const json_t *extra_vars, json_t **out, char *err);
 
 /* `ansible-inventory --list` as a JSON document (new reference): one key
  * per non-empty group with "hosts" and "children" lists, "all", and
  * "_meta": {"hostvars": {host: vars}} (hosts with no vars left out). */
-int cf_inventory_list_json(const struct cf_inventory *inv, const json_t *extra_vars,
-                           json_t **out, char *err);
+int cf_inventory_list_json(const struct cf_inventory *inv, const json_t *extra_vars, json_t **out,
+                           char *err);
 
 /* `ansible-inventory --graph [group]` text (caller frees), lines joined by
  * '\n' without a final newline, "@group:" / "  |--@child:" / "  |  |--host".

@@ -734,8 +734,16 @@ static int render_task(const struct cf_role *role, const char *file, const struc
         if ((r = eval_when(&w, vars, &ok, err)) != 0)
             goto out;
         if (ok) {
-            if ((r = cf_template_value(file, t->line, t->args, vars, &args, err)) != 0)
-                goto out;
+            /* argument by argument, so an error names the argument's line */
+            args = json_object();
+            const char *ak;
+            json_t *av, *rv;
+            json_object_foreach(t->args, ak, av)
+            {
+                if ((r = cf_template_value(file, arg_line(&w, ak), av, vars, &rv, err)) != 0)
+                    goto out;
+                json_object_set_new(args, ak, rv);
+            }
             tp->res = cf_xrealloc(tp->res, (tp->n_res + 1) * sizeof *tp->res);
             r = build_resource(role, &w, args, vars, &tp->res[tp->n_res], err);
             tp->n_res++; /* released by the plan even when half-built */

@@ -237,14 +237,21 @@ int cf_pos_errf(char *err, const struct cf_pos *pos, const char *fmt, ...)
 const char *cf_vars_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "dict";
-    case JSON_ARRAY: return "list";
-    case JSON_STRING: return "str";
-    case JSON_INTEGER: return "int";
-    case JSON_REAL: return "float";
+    case JSON_OBJECT:
+        return "dict";
+    case JSON_ARRAY:
+        return "list";
+    case JSON_STRING:
+        return "str";
+    case JSON_INTEGER:
+        return "int";
+    case JSON_REAL:
+        return "float";
     case JSON_TRUE:
-    case JSON_FALSE: return "bool";
-    default: return "NoneType";
+    case JSON_FALSE:
+        return "bool";
+    default:
+        return "NoneType";
     }
 }
 
@@ -262,7 +269,8 @@ static int all_in(const char *s, size_t n, const char *set)
 static int match_bool(const char *s, int *val)
 {
     static const char *const t[] = {"yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"};
-    static const char *const f[] = {"no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"};
+    static const char *const f[] = {"no",    "No",  "NO",  "false", "False",
+                                    "FALSE", "off", "Off", "OFF"};
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         if (strcmp(s, t[i]) == 0) {
             *val = 1;
@@ -278,8 +286,7 @@ static int match_bool(const char *s, int *val)
 
 static int match_null(const char *s)
 {
-    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-           !strcmp(s, "NULL");
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
 }
 
 /* ":[0-5]?[0-9]" repeated at least once, starting at p; returns the end. */
@@ -597,8 +604,7 @@ static int scalar_value(struct loader *ld, yaml_event_t *ev, json_t **out)
                             "could not determine a constructor for the tag '%s'", tag);
         }
         if (!*out)
-            return yaml_err(ld, &ev->start_mark, "invalid value '%s' for the tag '%s'", text,
-                            tag);
+            return yaml_err(ld, &ev->start_mark, "invalid value '%s' for the tag '%s'", text, tag);
         return 0;
     }
     if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !tag)
@@ -612,13 +618,20 @@ static int scalar_value(struct loader *ld, yaml_event_t *ev, json_t **out)
 static char *key_text(const json_t *k)
 {
     switch (json_typeof(k)) {
-    case JSON_STRING: return cf_strdup(json_string_value(k));
-    case JSON_INTEGER: return cf_asprintf("%" JSON_INTEGER_FORMAT, json_integer_value(k));
-    case JSON_REAL: return cf_asprintf("%.17g", json_real_value(k));
-    case JSON_TRUE: return cf_strdup("true");
-    case JSON_FALSE: return cf_strdup("false");
-    case JSON_NULL: return cf_strdup("null");
-    default: return NULL;
+    case JSON_STRING:
+        return cf_strdup(json_string_value(k));
+    case JSON_INTEGER:
+        return cf_asprintf("%" JSON_INTEGER_FORMAT, json_integer_value(k));
+    case JSON_REAL:
+        return cf_asprintf("%.17g", json_real_value(k));
+    case JSON_TRUE:
+        return cf_strdup("true");
+    case JSON_FALSE:
+        return cf_strdup("false");
+    case JSON_NULL:
+        return cf_strdup("null");
+    default:
+        return NULL;
     }
 }
 
@@ -698,8 +711,7 @@ static int parse_mapping(struct loader *ld, json_t *obj, int depth)
                 json_array_foreach(val, i, m)
                 {
                     if (!json_is_object(m)) {
-                        rc = yaml_err(ld, &vmark,
-                                      "expected a mapping for merging, but found %s",
+                        rc = yaml_err(ld, &vmark, "expected a mapping for merging, but found %s",
                                       cf_vars_type_name(m));
                         break;
                     }
@@ -708,8 +720,9 @@ static int parse_mapping(struct loader *ld, json_t *obj, int depth)
                 for (i = json_array_size(val); rc == 0 && i > 0; i--)
                     json_array_append(merges, json_array_get(val, i - 1));
             } else {
-                rc = yaml_err(ld, &vmark, "expected a mapping or list of mappings for merging, "
-                                          "but found %s",
+                rc = yaml_err(ld, &vmark,
+                              "expected a mapping or list of mappings for merging, "
+                              "but found %s",
                               cf_vars_type_name(val));
             }
             json_decref(val);
@@ -915,17 +928,38 @@ static char *decode_escapes(const char *s)
         }
         char c = p[1], o = 0;
         switch (c) {
-        case '\\': o = '\\'; break;
-        case '\'': o = '\''; break;
-        case '"': o = '"'; break;
-        case 'a': o = '\a'; break;
-        case 'b': o = '\b'; break;
-        case 'f': o = '\f'; break;
-        case 'n': o = '\n'; break;
-        case 'r': o = '\r'; break;
-        case 't': o = '\t'; break;
-        case 'v': o = '\v'; break;
-        default: break;
+        case '\\':
+            o = '\\';
+            break;
+        case '\'':
+            o = '\'';
+            break;
+        case '"':
+            o = '"';
+            break;
+        case 'a':
+            o = '\a';
+            break;
+        case 'b':
+            o = '\b';
+            break;
+        case 'f':
+            o = '\f';
+            break;
+        case 'n':
+            o = '\n';
+            break;
+        case 'r':
+            o = '\r';
+            break;
+        case 't':
+            o = '\t';
+            break;
+        case 'v':
+            o = '\v';
+            break;
+        default:
+            break;
         }
         if (o) {
             cf_buf_append(&b, &o, 1);

@@ -103,12 +103,12 @@ static char *sel(struct cf_inventory *inv, const char *limit)
     return cf_buf_detach(&b, NULL);
 }
 
-#define assert_sel(inv, limit, want)                                                              \
-    do {                                                                                          \
-        char *got_ = sel(inv, limit);                                                             \
-        if (strcmp(got_, want) != 0)                                                              \
-            fail_msg("limit '%s': got '%s', want '%s'", limit, got_, want);                       \
-        free(got_);                                                                               \
+#define assert_sel(inv, limit, want)                                                               \
+    do {                                                                                           \
+        char *got_ = sel(inv, limit);                                                              \
+        if (strcmp(got_, want) != 0)                                                               \
+            fail_msg("limit '%s': got '%s', want '%s'", limit, got_, want);                        \
+        free(got_);                                                                                \
     } while (0)
 
 static void test_ini_value_typing(void **state)
@@ -198,22 +198,22 @@ static void test_limit_patterns(void **state)
     struct cf_inventory *inv = limit_inv();
     assert_sel(inv, NULL, "app1 app2 app3 app4 db1 db2 lb1 s1");
     assert_sel(inv, "all", "app1 app2 app3 app4 db1 db2 lb1 s1");
-    assert_sel(inv, "app2", "app2");                         /* a host */
-    assert_sel(inv, "db", "db1 db2");                        /* a group */
+    assert_sel(inv, "app2", "app2");                            /* a host */
+    assert_sel(inv, "db", "db1 db2");                           /* a group */
     assert_sel(inv, "prod", "app1 app2 app3 app4 db1 db2 lb1"); /* children included */
-    assert_sel(inv, "app*", "app1 app2 app3 app4");          /* glob */
+    assert_sel(inv, "app*", "app1 app2 app3 app4");             /* glob */
     assert_sel(inv, "?b1", "db1 lb1");
-    assert_sel(inv, "db2,app1", "app1 db2");                 /* union, inventory order */
-    assert_sel(inv, "db:stage", "app3 db1 db2 s1");          /* ':' union */
-    assert_sel(inv, "web:&stage", "app3");                   /* intersection */
-    assert_sel(inv, "web:!app4", "app1 app2 app3");          /* exclusion */
+    assert_sel(inv, "db2,app1", "app1 db2");        /* union, inventory order */
+    assert_sel(inv, "db:stage", "app3 db1 db2 s1"); /* ':' union */
+    assert_sel(inv, "web:&stage", "app3");          /* intersection */
+    assert_sel(inv, "web:!app4", "app1 app2 app3"); /* exclusion */
     assert_sel(inv, "prod:!web:!db", "lb1");
-    assert_sel(inv, "!web", "db1 db2 lb1 s1");               /* only '!' starts from all */
+    assert_sel(inv, "!web", "db1 db2 lb1 s1"); /* only '!' starts from all */
     assert_sel(inv, "&stage", "app3 s1");
-    assert_sel(inv, "~app[12]", "app1 app2");                /* regex */
+    assert_sel(inv, "~app[12]", "app1 app2"); /* regex */
     assert_sel(inv, "~(db|lb)", "db1 db2 lb1");
     assert_sel(inv, "~pp", "ERROR limit '~pp' matches no host in the inventory"); /* anchored */
-    assert_sel(inv, "web[0]", "app1");                       /* subscripts */
+    assert_sel(inv, "web[0]", "app1");                                            /* subscripts */
     assert_sel(inv, "web[-1]", "app4");
     assert_sel(inv, "web[1:2]", "app2 app3");
     assert_sel(inv, "web[2:]", "app3 app4");
@@ -338,7 +338,8 @@ static void test_errors(void **state)
     char err[CF_ERRLEN] = "";
     put("e1", "[web]\nw1 role\n");
     assert_int_equal(load_err("e1", err), CF_EINVAL);
-    assert_string_equal(strstr(err, "e1:"), "e1:2:4: expected key=value host variable assignment, got 'role'");
+    assert_string_equal(strstr(err, "e1:"),
+                        "e1:2:4: expected key=value host variable assignment, got 'role'");
     put("e2", "[web:vars]\nx=1\n");
     assert_int_equal(load_err("e2", err), CF_EINVAL);
     assert_non_null(strstr(err, "e2:1:1: section [web:vars] is not valid for undefined group"));
