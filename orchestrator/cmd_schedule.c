@@ -66,8 +66,7 @@ static int systemd_word(struct cf_buf *b, const char *s)
 {
     int plain = *s != 0;
     for (const char *p = s; *p; p++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._:,=@+-",
-                    *p))
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._:,=@+-", *p))
             plain = 0;
     int rc = plain ? 0 : cf_buf_puts(b, "\"");
     for (const char *p = s; *p && !rc; p++) {
@@ -214,8 +213,9 @@ static int write_out(const char *dir, const char *file, const struct cf_buf *b)
     if (!rc)
         rc = cf_write_file_atomic(p, b->data, b->len, 0644);
     if (rc)
-        fprintf(stderr, "certfleet schedule: cannot write '%s': %s; check that '%s' exists and "
-                        "is writable (or use --unit-dir)\n",
+        fprintf(stderr,
+                "certfleet schedule: cannot write '%s': %s; check that '%s' exists and "
+                "is writable (or use --unit-dir)\n",
                 p, cf_strerror(rc), dir);
     else
         printf("wrote %s\n", p);
@@ -255,20 +255,38 @@ int cmd_schedule(int argc, char **argv)
         if (c == -1)
             break;
         switch (c) {
-        case 'h': fputs(usage, stdout); return CF_EXIT_OK;
+        case 'h':
+            fputs(usage, stdout);
+            return CF_EXIT_OK;
         case 'i':
             if (s.n_inv == CF_MAX_MULTI_SCHED)
                 return cf_usage_error("schedule", "too many -i options");
             s.inventories[s.n_inv++] = optarg;
             break;
-        case 'l': s.limit = optarg; break;
-        case O_PRINT: s.print = 1; break;
-        case O_INSTALL: s.install = 1; break;
-        case O_COMMAND: s.command = optarg; break;
-        case O_UNITDIR: s.unit_dir = optarg; break;
-        case O_CRON: s.cron = 1; break;
-        case O_NAME: s.name = optarg; break;
-        case O_STATE: s.state_dir = optarg; break;
+        case 'l':
+            s.limit = optarg;
+            break;
+        case O_PRINT:
+            s.print = 1;
+            break;
+        case O_INSTALL:
+            s.install = 1;
+            break;
+        case O_COMMAND:
+            s.command = optarg;
+            break;
+        case O_UNITDIR:
+            s.unit_dir = optarg;
+            break;
+        case O_CRON:
+            s.cron = 1;
+            break;
+        case O_NAME:
+            s.name = optarg;
+            break;
+        case O_STATE:
+            s.state_dir = optarg;
+            break;
         case ':': {
             char msg[200];
             snprintf(msg, sizeof msg, "option '%s' needs a value", argv[optind - 1]);
@@ -311,8 +329,9 @@ int cmd_schedule(int argc, char **argv)
     for (int i = 0; i < s.n_inv; i++) {
         inv_abs[i] = realpath(s.inventories[i], NULL);
         if (!inv_abs[i] || has_control(inv_abs[i])) {
-            fprintf(stderr, "certfleet schedule: inventory '%s' not found: %s; give an "
-                            "existing file or directory\n",
+            fprintf(stderr,
+                    "certfleet schedule: inventory '%s' not found: %s; give an "
+                    "existing file or directory\n",
                     s.inventories[i], inv_abs[i] ? "control characters in path" : strerror(errno));
             goto out;
         }

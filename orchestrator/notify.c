@@ -67,9 +67,9 @@ void cf_notify_add_success(cf_notify *n, const char *host, const char *domain,
     e->reloaded = reloaded;
 }
 
-void cf_notify_add_error(cf_notify *n, const char *host, const char *domain,
-                         const char *cert_name, int64_t current_expiry, const char *error_output,
-                         int failure, const char *webroot, int64_t t)
+void cf_notify_add_error(cf_notify *n, const char *host, const char *domain, const char *cert_name,
+                         int64_t current_expiry, const char *error_output, int failure,
+                         const char *webroot, int64_t t)
 {
     struct cf_notify_event *e = add(n, CF_EVENT_ERROR, host, domain, cert_name, t);
     const char *out = error_output ? error_output : "";
@@ -118,8 +118,8 @@ enum cf_failure_kind cf_notify_classify_failure(const char *s)
     if (has(s, "rateLimited") || has(s, "rate limit") || has(s, "too many certificates") ||
         has(s, "too many failed authorizations"))
         return CF_FAIL_RATE_LIMIT;
-    if (has(s, "nginx -t") || has(s, "nginx: configuration file") ||
-        has(s, "test failed") || has(s, "nginx: [emerg]"))
+    if (has(s, "nginx -t") || has(s, "nginx: configuration file") || has(s, "test failed") ||
+        has(s, "nginx: [emerg]"))
         return CF_FAIL_NGINX_TEST;
     if (has(s, "ssh") || has(s, "host key") || has(s, "authentication failed") ||
         has(s, "publickey"))
@@ -173,6 +173,9 @@ int cf_notify_event_subject(const struct cf_notify_event *e, struct cf_buf *out)
         return cf_buf_printf(out, "[ERROR] %s " EN_DASH " Cert renewal FAILED for %s", e->host,
                              e->domain);
     case CF_EVENT_WARNING:
+        if (e->days < 0)
+            return cf_buf_printf(out, "[WARNING] %s " EN_DASH " Certificate expired %d day%s ago",
+                                 e->host, -e->days, e->days == -1 ? "" : "s");
         return cf_buf_printf(out, "[WARNING] %s " EN_DASH " Certificate expires in %d day%s",
                              e->host, e->days, e->days == 1 ? "" : "s");
     }
@@ -318,15 +321,19 @@ int cf_notify_event_body(const struct cf_notify_event *e, int64_t now, struct cf
         break;
     case CF_EVENT_WARNING:
         fmt_date(a, sizeof a, e->expiry);
+        if (e->days < 0)
+            rc |= cf_buf_printf(o, "The certificate for %s served by %s EXPIRED %d day%s ago.\n\n",
+                                e->domain, e->host, -e->days, e->days == -1 ? "" : "s");
+        else
+            rc |= cf_buf_printf(o, "The certificate for %s served by %s expires in %d day%s.\n\n",
+                                e->domain, e->host, e->days, e->days == 1 ? "" : "s");
         rc |= cf_buf_printf(o,
-                            "The certificate for %s served by %s expires in %d day%s.\n\n"
                             "Expiry: %s (%d days remaining)\n"
                             "Cert name: %s\n"
                             "Checked at: %s\n\n"
                             "Action Required: Renewal needed. Run 'certfleet apply -l %s' (or "
                             "renew by hand if certfleet does not manage this certificate).\n",
-                            e->domain, e->host, e->days, e->days == 1 ? "" : "s", a, e->days,
-                            e->cert_name[0] ? e->cert_name : "-", t, e->host);
+                            a, e->days, e->cert_name[0] ? e->cert_name : "-", t, e->host);
         break;
     }
     return rc ? CF_ENOMEM : 0;
@@ -415,12 +422,18 @@ static const char *kind_name(enum cf_event_kind k)
 static const char *failure_name(enum cf_failure_kind f)
 {
     switch (f) {
-    case CF_FAIL_CHALLENGE: return "challenge";
-    case CF_FAIL_DNS: return "dns";
-    case CF_FAIL_RATE_LIMIT: return "rate_limit";
-    case CF_FAIL_NGINX_TEST: return "nginx_test";
-    case CF_FAIL_SSH: return "ssh";
-    default: return "other";
+    case CF_FAIL_CHALLENGE:
+        return "challenge";
+    case CF_FAIL_DNS:
+        return "dns";
+    case CF_FAIL_RATE_LIMIT:
+        return "rate_limit";
+    case CF_FAIL_NGINX_TEST:
+        return "nginx_test";
+    case CF_FAIL_SSH:
+        return "ssh";
+    default:
+        return "other";
     }
 }
 
@@ -628,7 +641,8 @@ int cf_notify_mail(const cf_notify *n, const struct cf_notify_config *cfg, int64
                         "X-Mailer: certfleet\r\n\r\n",
                         (long long)now, (unsigned char)rnd[0], (unsigned char)rnd[1],
                         (unsigned char)rnd[2], (unsigned char)rnd[3], (unsigned char)rnd[4],
-                        (unsigned char)rnd[5], strchr(from, '@') ? strchr(from, '@') + 1 : "certfleet");
+                        (unsigned char)rnd[5],
+                        strchr(from, '@') ? strchr(from, '@') + 1 : "certfleet");
     rc |= crlf_body(body.data ? body.data : "", out);
     cf_buf_release(&subj);
     cf_buf_release(&body);
@@ -699,8 +713,9 @@ static void smtp_done(CURL *easy, int status, const char *msg, void *arg)
     if (status == 0)
         cf_buf_printf(&s->report, "%s: sent\n", s->smtp_desc);
     else
-        cf_buf_printf(&s->report, "%s: failed: %s; check certbot_smtp_server/port and that the "
-                                  "server accepts mail from this host\n",
+        cf_buf_printf(&s->report,
+                      "%s: failed: %s; check certbot_smtp_server/port and that the "
+                      "server accepts mail from this host\n",
                       s->smtp_desc, msg && *msg ? msg : cf_strerror(status));
     one_done(s, status);
 }
@@ -751,16 +766,18 @@ static int start_smtp(struct send *s, cf_http *h, const struct cf_notify_config 
     const char *password = NULL;
     if (cfg->smtp_user) {
         if (!cfg->smtp_password_env) {
-            cf_buf_printf(&s->report, "%s: failed: certbot_smtp_user is set but "
-                                      "certbot_smtp_password_env names no environment "
-                                      "variable\n",
+            cf_buf_printf(&s->report,
+                          "%s: failed: certbot_smtp_user is set but "
+                          "certbot_smtp_password_env names no environment "
+                          "variable\n",
                           s->smtp_desc);
             return CF_EINVAL;
         }
         password = getenv(cfg->smtp_password_env);
         if (!password) {
-            cf_buf_printf(&s->report, "%s: failed: environment variable '%s' "
-                                      "(certbot_smtp_password_env) is not set\n",
+            cf_buf_printf(&s->report,
+                          "%s: failed: environment variable '%s' "
+                          "(certbot_smtp_password_env) is not set\n",
                           s->smtp_desc, cfg->smtp_password_env);
             return CF_EINVAL;
         }

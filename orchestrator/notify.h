@@ -42,15 +42,15 @@ struct cf_notify_event {
     char host[256];
     char domain[256];
     char cert_name[256];
-    int64_t time;          /* when it happened, unix seconds */
-    int64_t prev_expiry;   /* SUCCESS: the replaced certificate's notAfter (0 = none) */
-    int64_t new_expiry;    /* SUCCESS: the new notAfter */
-    int reloaded;          /* SUCCESS: nginx was reloaded */
-    int64_t expiry;        /* ERROR: current notAfter (0 = none); WARNING: notAfter */
-    int days;              /* WARNING: days left */
+    int64_t time;                 /* when it happened, unix seconds */
+    int64_t prev_expiry;          /* SUCCESS: the replaced certificate's notAfter (0 = none) */
+    int64_t new_expiry;           /* SUCCESS: the new notAfter */
+    int reloaded;                 /* SUCCESS: nginx was reloaded */
+    int64_t expiry;               /* ERROR: current notAfter (0 = none); WARNING: notAfter */
+    int days;                     /* WARNING: days left */
     enum cf_failure_kind failure; /* ERROR */
-    char webroot[256];     /* ERROR checklist: the webroot ("" = /var/www/letsencrypt) */
-    char *error_output;    /* ERROR: owned, capped at 16 KiB */
+    char webroot[256];            /* ERROR checklist: the webroot ("" = /var/www/letsencrypt) */
+    char *error_output;           /* ERROR: owned, capped at 16 KiB */
 };
 
 typedef struct cf_notify cf_notify;
@@ -65,9 +65,9 @@ void cf_notify_add_success(cf_notify *n, const char *host, const char *domain,
                            const char *cert_name, int64_t prev_expiry, int64_t new_expiry,
                            int reloaded, int64_t time);
 /* failure < 0: guess it from the error text (cf_notify_classify_failure). */
-void cf_notify_add_error(cf_notify *n, const char *host, const char *domain,
-                         const char *cert_name, int64_t current_expiry, const char *error_output,
-                         int failure, const char *webroot, int64_t time);
+void cf_notify_add_error(cf_notify *n, const char *host, const char *domain, const char *cert_name,
+                         int64_t current_expiry, const char *error_output, int failure,
+                         const char *webroot, int64_t time);
 void cf_notify_add_warning(cf_notify *n, const char *host, const char *domain,
                            const char *cert_name, int days, int64_t not_after, int64_t time);
 
@@ -98,18 +98,18 @@ char *cf_notify_json(const cf_notify *n, int64_t now);
 
 struct cf_notify_config {
     /* e-mail (certbot_notify_email etc.); to == NULL: no mail */
-    const char *to;            /* comma-separated recipients */
-    const char *from;          /* default "certfleet@<hostname>" */
-    const char *smtp_server;   /* host name; default "localhost" */
-    int smtp_port;             /* default 25 (465 with smtp_starttls == 2) */
-    int smtp_starttls;         /* 0 off, 1 required (CURLUSESSL_ALL), 2 implicit TLS (smtps) */
-    const char *smtp_user;     /* NULL: no AUTH */
+    const char *to;                /* comma-separated recipients */
+    const char *from;              /* default "certfleet@<hostname>" */
+    const char *smtp_server;       /* host name; default "localhost" */
+    int smtp_port;                 /* default 25 (465 with smtp_starttls == 2) */
+    int smtp_starttls;             /* 0 off, 1 required (CURLUSESSL_ALL), 2 implicit TLS (smtps) */
+    const char *smtp_user;         /* NULL: no AUTH */
     const char *smtp_password_env; /* NAME of the environment variable holding the password */
     const char *smtp_ca_bundle;    /* CA file for STARTTLS/TLS; NULL = system store */
     /* webhook (certbot_notify_webhook); NULL: none */
     const char *webhook_url;
     const char *webhook_ca_bundle;
-    long timeout_ms;           /* per destination; 0 = 30 s */
+    long timeout_ms; /* per destination; 0 = 30 s */
 };
 
 /*

@@ -242,8 +242,8 @@ static void collect_sans(char *dst, size_t len, X509 *x)
         char one[300];
         if (g->type == GEN_DNS) {
             copy_utf8(one, sizeof one, g->d.dNSName);
-        } else if (g->type == GEN_IPADD && (g->d.iPAddress->length == 4 ||
-                                            g->d.iPAddress->length == 16)) {
+        } else if (g->type == GEN_IPADD &&
+                   (g->d.iPAddress->length == 4 || g->d.iPAddress->length == 16)) {
             inet_ntop(g->d.iPAddress->length == 4 ? AF_INET : AF_INET6, g->d.iPAddress->data, one,
                       sizeof one);
         } else {
@@ -345,11 +345,16 @@ static void drive_handshake(struct probe *p)
     int e = SSL_get_error(p->ssl, r);
     char why[256];
     switch (e) {
-    case SSL_ERROR_WANT_READ: want(p, UV_READABLE); return;
-    case SSL_ERROR_WANT_WRITE: want(p, UV_WRITABLE); return;
+    case SSL_ERROR_WANT_READ:
+        want(p, UV_READABLE);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        want(p, UV_WRITABLE);
+        return;
     case SSL_ERROR_ZERO_RETURN:
-        finish(p, CF_EPROTO, "the server closed the connection during the TLS handshake; "
-                             "check that this port serves TLS");
+        finish(p, CF_EPROTO,
+               "the server closed the connection during the TLS handshake; "
+               "check that this port serves TLS");
         return;
     case SSL_ERROR_SYSCALL:
         if (errno && errno != EPIPE && errno != ECONNRESET) {
@@ -360,8 +365,9 @@ static void drive_handshake(struct probe *p)
         __attribute__((fallthrough));
     default:
         ssl_errtext(why, sizeof why, "the connection was closed during the TLS handshake");
-        finish(p, CF_EPROTO, "TLS handshake failed: %s; check that this port serves TLS for "
-                             "this name",
+        finish(p, CF_EPROTO,
+               "TLS handshake failed: %s; check that this port serves TLS for "
+               "this name",
                why);
         return;
     }
@@ -391,8 +397,9 @@ static void start_tls(struct probe *p)
 static void fail_connect(struct probe *p, int err)
 {
     if (err == ECONNREFUSED)
-        finish(p, CF_ECONNECT, "connection refused; check that nginx is running and listens "
-                               "on port %d",
+        finish(p, CF_ECONNECT,
+               "connection refused; check that nginx is running and listens "
+               "on port %d",
                p->port);
     else
         finish(p, CF_ECONNECT, "cannot connect: %s; check the address and that the host is up",
@@ -473,8 +480,9 @@ static void on_timeout(uv_timer_t *t)
     const char *stage = p->phase == PH_RESOLVE   ? "resolving the name"
                         : p->phase == PH_CONNECT ? "connecting"
                                                  : "the TLS handshake";
-    finish(p, CF_ETIMEDOUT, "no answer within %u ms (stuck in %s); check that the host is up "
-                            "and that nothing filters port %d",
+    finish(p, CF_ETIMEDOUT,
+           "no answer within %u ms (stuck in %s); check that the host is up "
+           "and that nothing filters port %d",
            p->timeout_ms, stage, p->port);
 }
 
@@ -630,9 +638,9 @@ static void batch_kick(uv_timer_t *t)
     batch_pump(t->data);
 }
 
-int cf_probe_batch(uv_loop_t *loop, const struct cf_probe_req *reqs, size_t n,
-                   int max_concurrent, struct cf_probe_result *results, cf_probe_each_cb each,
-                   cf_probe_done_cb done, void *arg, char *err)
+int cf_probe_batch(uv_loop_t *loop, const struct cf_probe_req *reqs, size_t n, int max_concurrent,
+                   struct cf_probe_result *results, cf_probe_each_cb each, cf_probe_done_cb done,
+                   void *arg, char *err)
 {
     if (!loop || (n && (!reqs || !results)))
         return cf_errf(err, "probe batch needs a loop, requests and room for results");

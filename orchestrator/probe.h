@@ -36,18 +36,18 @@ struct cf_probe_result {
     int status;            /* 0, CF_ECONNECT, CF_ETIMEDOUT, CF_EPROTO (or CF_ENOMEM) */
     char error[CF_ERRLEN]; /* names host, address:port and domain; "" on success */
     /* The leaf, valid when status == 0: */
-    char serial[132];      /* uppercase hex as `openssl x509 -serial` prints it */
-    char sha256[65];       /* lowercase hex SHA-256 of the leaf's DER */
-    int64_t not_before;    /* unix seconds */
+    char serial[132];   /* uppercase hex as `openssl x509 -serial` prints it */
+    char sha256[65];    /* lowercase hex SHA-256 of the leaf's DER */
+    int64_t not_before; /* unix seconds */
     int64_t not_after;
-    char issuer_cn[256];   /* issuer CN (or the whole issuer when it has no CN) */
-    char subject[512];     /* one-line RFC 2253 subject */
-    char sans[1024];       /* DNS SANs joined by ", "; truncated with "..." */
-    int covers_sni;        /* 1 when the leaf's names match req->sni (X509_check_host) */
-    int verified;          /* 1 verifies against ca_file, 0 does not, -1 not asked */
-    char verify_error[256];/* why it did not verify, "" otherwise */
-    char tls_version[16];  /* e.g. "TLSv1.3" */
-    uint64_t elapsed_ms;   /* from start to the callback */
+    char issuer_cn[256];    /* issuer CN (or the whole issuer when it has no CN) */
+    char subject[512];      /* one-line RFC 2253 subject */
+    char sans[1024];        /* DNS SANs joined by ", "; truncated with "..." */
+    int covers_sni;         /* 1 when the leaf's names match req->sni (X509_check_host) */
+    int verified;           /* 1 verifies against ca_file, 0 does not, -1 not asked */
+    char verify_error[256]; /* why it did not verify, "" otherwise */
+    char tls_version[16];   /* e.g. "TLSv1.3" */
+    uint64_t elapsed_ms;    /* from start to the callback */
 };
 
 /* res is only valid during the callback. */
@@ -69,9 +69,9 @@ int cf_probe_start(uv_loop_t *loop, const struct cf_probe_req *r, cf_probe_cb cb
  */
 typedef void (*cf_probe_each_cb)(size_t idx, const struct cf_probe_result *res, void *arg);
 typedef void (*cf_probe_done_cb)(void *arg);
-int cf_probe_batch(uv_loop_t *loop, const struct cf_probe_req *reqs, size_t n,
-                   int max_concurrent, struct cf_probe_result *results, cf_probe_each_cb each,
-                   cf_probe_done_cb done, void *arg, char *err);
+int cf_probe_batch(uv_loop_t *loop, const struct cf_probe_req *reqs, size_t n, int max_concurrent,
+                   struct cf_probe_result *results, cf_probe_each_cb each, cf_probe_done_cb done,
+                   void *arg, char *err);
 
 /* Convenience for commands without a loop of their own: run the batch on a
  * private loop to the end and close it.  Returns 0 (each results[i] has its

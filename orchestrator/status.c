@@ -3,6 +3,7 @@
  * status report (see status.h).  No I/O and no clock in here.
  */
 #include "status.h"
+#include "notify.h"
 #include "probe.h"
 
 #include <jansson.h>
@@ -131,15 +132,33 @@ int cf_status_exit_code(const struct cf_status_row *rows, size_t n, int warn_day
 {
     for (size_t i = 0; i < n; i++) {
         switch (rows[i].state) {
-        case CF_STATE_OK: break;
+        case CF_STATE_OK:
+            break;
         case CF_STATE_RENEW_SOON:
             if (warn_days >= 0)
                 return CF_EXIT_FAILED;
             break;
-        default: return CF_EXIT_FAILED;
+        default:
+            return CF_EXIT_FAILED;
         }
     }
     return CF_EXIT_OK;
+}
+
+size_t cf_status_add_warnings(const struct cf_status_row *rows, size_t n, int warn_days,
+                              struct cf_notify *notify, int64_t now)
+{
+    size_t added = 0;
+    if (warn_days < 0 || !notify)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct cf_status_row *r = &rows[i];
+        if (!row_has_cert(r) || !r->covers_domain || r->days_left >= warn_days)
+            continue;
+        cf_notify_add_warning(notify, r->host, r->domain, r->cert, r->days_left, r->not_after, now);
+        added++;
+    }
+    return added;
 }
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -177,8 +196,7 @@ static size_t width(const char *s)
     return w;
 }
 
-static int last_success(const struct cf_status_row *rows, size_t n,
-                        const struct cf_status_meta *m)
+static int last_success(const struct cf_status_row *rows, size_t n, const struct cf_status_meta *m)
 {
     if (m->last_run_success >= 0)
         return m->last_run_success ? 1 : 0;
@@ -196,10 +214,18 @@ static const char *const col_titles[NCOLS] = {
 static void cell(const struct cf_status_row *r, int c, char *buf, size_t len)
 {
     switch (c) {
-    case C_GROUP: snprintf(buf, len, "%s", r->group[0] ? r->group : "-"); break;
-    case C_HOST: snprintf(buf, len, "%s", r->host); break;
-    case C_DOMAIN: snprintf(buf, len, "%s", r->domain); break;
-    case C_ISSUER: snprintf(buf, len, "%s", row_has_cert(r) && r->issuer[0] ? r->issuer : "-"); break;
+    case C_GROUP:
+        snprintf(buf, len, "%s", r->group[0] ? r->group : "-");
+        break;
+    case C_HOST:
+        snprintf(buf, len, "%s", r->host);
+        break;
+    case C_DOMAIN:
+        snprintf(buf, len, "%s", r->domain);
+        break;
+    case C_ISSUER:
+        snprintf(buf, len, "%s", row_has_cert(r) && r->issuer[0] ? r->issuer : "-");
+        break;
     case C_SERIAL:
         /* The table stays readable; JSON carries the whole serial. */
         if (!row_has_cert(r))
@@ -221,19 +247,28 @@ static void cell(const struct cf_status_row *r, int c, char *buf, size_t len)
         else
             snprintf(buf, len, "-");
         break;
-    case C_STORE: snprintf(buf, len, "%s", match_name(r->matches_store)); break;
-    case C_STATE: snprintf(buf, len, "%s", cf_status_state_name(r->state)); break;
-    default: buf[0] = 0;
+    case C_STORE:
+        snprintf(buf, len, "%s", match_name(r->matches_store));
+        break;
+    case C_STATE:
+        snprintf(buf, len, "%s", cf_status_state_name(r->state));
+        break;
+    default:
+        buf[0] = 0;
     }
 }
 
 static const char *state_color(enum cf_state s)
 {
     switch (s) {
-    case CF_STATE_OK: return "\033[32m";
-    case CF_STATE_RENEW_SOON: return "\033[33m";
-    case CF_STATE_EXPIRED: return "\033[1;31m";
-    default: return "\033[31m";
+    case CF_STATE_OK:
+        return "\033[32m";
+    case CF_STATE_RENEW_SOON:
+        return "\033[33m";
+    case CF_STATE_EXPIRED:
+        return "\033[1;31m";
+    default:
+        return "\033[31m";
     }
 }
 
@@ -265,8 +300,8 @@ int cf_status_render_text(struct cf_buf *out, const struct cf_status_row *rows, 
             } else {
                 int pad = (int)(w[c] - width(buf));
                 int right = c == C_DAYS;
-                rc = cf_buf_printf(out, "%*s%s%*s  ", right ? pad : 0, "", buf, right ? 0 : pad,
-                                   "");
+                rc =
+                    cf_buf_printf(out, "%*s%s%*s  ", right ? pad : 0, "", buf, right ? 0 : pad, "");
             }
         }
     }
@@ -321,9 +356,9 @@ int cf_status_render_json(struct cf_buf *out, const struct cf_status_row *rows, 
         const struct cf_status_row *r = &rows[i];
         int has = row_has_cert(r);
         json_t *e = json_pack(
-            "{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o}", "group",
-            r->group, "host", r->host, "address", r->address, "domain", r->domain, "cert",
-            r->cert, "issuer", has ? json_string(r->issuer) : json_null(), "serial",
+            "{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o}", "group", r->group,
+            "host", r->host, "address", r->address, "domain", r->domain, "cert", r->cert, "issuer",
+            has ? json_string(r->issuer) : json_null(), "serial",
             has ? json_string(r->serial) : json_null(), "not_after",
             has ? json_time(r->not_after) : json_null(), "days_left",
             has ? json_integer(r->days_left) : json_null(), "store_serial",
@@ -444,11 +479,21 @@ static int html_esc(struct cf_buf *out, const char *s)
     for (; *s; s++) {
         const char *e = NULL;
         switch (*s) {
-        case '&': e = "&amp;"; break;
-        case '<': e = "&lt;"; break;
-        case '>': e = "&gt;"; break;
-        case '"': e = "&quot;"; break;
-        case '\'': e = "&#39;"; break;
+        case '&':
+            e = "&amp;";
+            break;
+        case '<':
+            e = "&lt;";
+            break;
+        case '>':
+            e = "&gt;";
+            break;
+        case '"':
+            e = "&quot;";
+            break;
+        case '\'':
+            e = "&#39;";
+            break;
         }
         if (e ? cf_buf_puts(out, e) : cf_buf_append(out, s, 1))
             return -1;
@@ -458,8 +503,8 @@ static int html_esc(struct cf_buf *out, const char *s)
 
 static const char *state_class(enum cf_state s)
 {
-    static const char *const cls[CF_STATE_COUNT] = {"expired", "unreachable", "missing",
-                                                    "mismatch", "renew-soon", "ok"};
+    static const char *const cls[CF_STATE_COUNT] = {"expired",  "unreachable", "missing",
+                                                    "mismatch", "renew-soon",  "ok"};
     return (unsigned)s < CF_STATE_COUNT ? cls[s] : "unknown";
 }
 
@@ -489,10 +534,10 @@ static const char html_css[] =
     "svg{background:#fff;border:1px solid #ddd;margin-bottom:18px}"
     "svg text{font:11px system-ui,sans-serif;fill:#333}";
 
-#define TL_W      960
-#define TL_LEFT   220
-#define TL_RIGHT  20
-#define TL_LANE   18
+#define TL_W        960
+#define TL_LEFT     220
+#define TL_RIGHT    20
+#define TL_LANE     18
 #define TL_MAXLANES 40
 
 /* The timeline: one lane per domain (most urgent first), a dot per
@@ -549,8 +594,8 @@ static int html_timeline(struct cf_buf *out, const struct cf_status_row *rows, s
                         X(0), X(0), height - 16, X(0), height - 4);
     for (size_t k = 0; k < nlanes && !rc; k++) {
         int y = 40 + (int)k * TL_LANE;
-        rc |= cf_buf_printf(out, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", TL_LEFT - 8,
-                            y + 4);
+        rc |=
+            cf_buf_printf(out, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", TL_LEFT - 8, y + 4);
         rc |= html_esc(out, lanes[k]);
         rc |= cf_buf_puts(out, "</text>\n");
     }
@@ -600,15 +645,15 @@ int cf_status_render_html(struct cf_buf *out, const struct cf_status_row *rows, 
     rc |= html_esc(out, title);
     rc |= cf_buf_printf(out, "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>", html_css);
     rc |= html_esc(out, title);
-    rc |= cf_buf_printf(out, "</h1>\n<p class=\"generated\">%zu endpoints scanned at %s</p>\n",
-                        n, when);
+    rc |= cf_buf_printf(out, "</h1>\n<p class=\"generated\">%zu endpoints scanned at %s</p>\n", n,
+                        when);
     rc |= cf_buf_puts(out, "<div class=\"summary\" id=\"summary\">\n");
     for (int s = 0; s < CF_STATE_COUNT && !rc; s++)
         rc |= cf_buf_printf(out,
                             "<div class=\"card st-%s%s\" data-state=\"%s\"><span "
                             "class=\"n\">%zu</span>%s</div>\n",
-                            state_class((enum cf_state)s), counts[s] ? "" : " zero",
-                            state_names[s], counts[s], state_names[s]);
+                            state_class((enum cf_state)s), counts[s] ? "" : " zero", state_names[s],
+                            counts[s], state_names[s]);
     rc |= cf_buf_puts(out, "</div>\n");
     rc |= html_timeline(out, rows, n);
     rc |= cf_buf_puts(out, "<h2>Endpoints</h2>\n<table id=\"endpoints\">\n<thead><tr>");
@@ -629,7 +674,9 @@ int cf_status_render_html(struct cf_buf *out, const struct cf_status_row *rows, 
                 continue;
             }
             rc |= cf_buf_printf(out, "<td%s>",
-                                c == C_DAYS ? " class=\"days\"" : c == C_SERIAL ? " class=\"serial\"" : "");
+                                c == C_DAYS     ? " class=\"days\""
+                                : c == C_SERIAL ? " class=\"serial\""
+                                                : "");
             rc |= html_esc(out, buf);
             rc |= cf_buf_puts(out, "</td>");
         }

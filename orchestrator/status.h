@@ -53,7 +53,7 @@ struct cf_status_row {
     int store_missing;      /* 1: the store was read and has no certificate */
     char error[CF_ERRLEN];  /* probe error, or the classifier's explanation */
     /* Outputs of cf_status_classify(): */
-    int days_left;          /* floor((not_after - now) / 86400), as certbot counts */
+    int days_left; /* floor((not_after - now) / 86400), as certbot counts */
     enum cf_match matches_store;
     enum cf_state state;
 };
@@ -94,13 +94,21 @@ void cf_status_count(const struct cf_status_row *rows, size_t n, size_t counts[C
  */
 int cf_status_exit_code(const struct cf_status_row *rows, size_t n, int warn_days);
 
+struct cf_notify;
+
+/* Add a WARNING alert (notify.h) for every row whose served certificate has
+ * fewer than warn_days days left (certbot_warning_days), expired ones
+ * included; warn_days < 0 adds none.  Returns how many were added. */
+size_t cf_status_add_warnings(const struct cf_status_row *rows, size_t n, int warn_days,
+                              struct cf_notify *notify, int64_t now);
+
 /* What the renderers need besides the rows. */
 struct cf_status_meta {
-    int64_t now;             /* the scan time, unix seconds */
-    int color;               /* text: ANSI colours (cf_use_color(1)) */
-    int last_run_success;    /* prometheus: 1/0, -1 = take it from the rows */
-    int64_t last_run_time;   /* prometheus: unix seconds; 0 = now */
-    const char *title;       /* html: page title; NULL = "certfleet status" */
+    int64_t now;           /* the scan time, unix seconds */
+    int color;             /* text: ANSI colours (cf_use_color(1)) */
+    int last_run_success;  /* prometheus: 1/0, -1 = take it from the rows */
+    int64_t last_run_time; /* prometheus: unix seconds; 0 = now */
+    const char *title;     /* html: page title; NULL = "certfleet status" */
 };
 
 /* Renderers append to out and return 0 or CF_ENOMEM.  Rows are rendered in

@@ -25,14 +25,17 @@
 struct val {
     json_t *j;
     char *undef;
+    char *via; /* undefined inside the value of this variable */
 };
 
 static void val_release(struct val *v)
 {
     json_decref(v->j);
     free(v->undef);
+    free(v->via);
     v->j = NULL;
     v->undef = NULL;
+    v->via = NULL;
 }
 
 struct scope {
@@ -63,6 +66,14 @@ static int ctx_err(struct ctx *c, const char *fmt, ...)
     if (c->via)
         return cf_errf(c->err, "%s:%d: %s (in the value of '%s')", c->file, c->line, msg, c->via);
     return cf_errf(c->err, "%s:%d: %s", c->file, c->line, msg);
+}
+
+/* Say which variable is undefined, and whose value referred to it. */
+static int undef_err(struct ctx *c, const struct val *v)
+{
+    if (v->via)
+        return ctx_err(c, "undefined variable '%s' (in the value of '%s')", v->undef, v->via);
+    return ctx_err(c, "undefined variable '%s'", v->undef);
 }
 
 /* ----------------------------------------------------------- expressions */
@@ -743,6 +754,8 @@ static int expand_string(struct ctx *c, const char *varname, const char *s, stru
             return CF_EINVAL;
         r = eval(&n, e, out);
         expr_free(e);
+        if (r == 0 && out->undef && !out->via)
+            out->via = cf_strdup(varname);
         return r;
     }
     char *txt = NULL;
@@ -778,7 +791,7 @@ static int deep_expand(struct ctx *c, const char *name, json_t *in, json_t **out
         if (r)
             return r;
         if (v.undef) {
-            r = ctx_err(c, "undefined variable '%s'", v.undef);
+            r = undef_err(c, &v);
             val_release(&v);
             return r;
         }
@@ -823,7 +836,7 @@ static int deep_expand(struct ctx *c, const char *name, json_t *in, json_t **out
 static int require_defined(struct ctx *c, const struct val *v)
 {
     if (v->undef)
-        return ctx_err(c, "undefined variable '%s'", v->undef);
+        return undef_err(c, v);
     return 0;
 }
 
@@ -1622,7 +1635,7 @@ static int render_nodes(struct ctx *c, const struct tnode *nd, struct cf_buf *b)
             if ((r = eval(c, nd->e, &v)) != 0)
                 return r;
             if (v.undef) {
-                r = ctx_err(c, "undefined variable '%s'", v.undef);
+                r = undef_err(c, &v);
                 val_release(&v);
                 return r;
             }

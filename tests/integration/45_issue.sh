@@ -58,9 +58,10 @@ like "domain change: reissue with the reason" "$OUT" '^h3 +reissue-domains'
 is "domain change: version 2" "$(store_version h3)" 2
 check "domain change: new certificate covers the added name" bash -c "openssl x509 -in '$STATE/live/h3/cert.pem' -noout -ext subjectAltName | grep -q h3-alt.fleet.test"
 
-# --force-renewal reissues
+# --force-renewal reissues (the limit holds every host of 'shared', which
+# h1 also serves: the CA may validate either of its names on either host)
 s1=$(served_serial 127.0.1.1 h1.fleet.test)
-cf apply -l h1 --force-renewal
+cf apply -l h1,h2 --force-renewal
 is "force: exit 0" "$RC" 0
 like "force: decision says forced" "$OUT" '^h1 +renew-forced'
 is "force: version 2" "$(store_version h1)" 2
@@ -68,13 +69,17 @@ s2=$(served_serial 127.0.1.1 h1.fleet.test)
 if [ -n "$s2" ] && [ "$s1" != "$s2" ]; then ok "force: a new serial is served ($s1 -> $s2)"; else not_ok "force: served serial $s1 -> $s2"; fi
 
 # a host that cannot serve its token fails its certificate's order, naming
-# the host and URL; the other certificates still issue
+# the host and URL; the other certificates still issue.  A new name makes
+# the CA ask for a fresh token (pebble may reuse valid authorizations).
+"$CF_ROOT/tests/fleet/dns" "$FDIR" add h3-new.fleet.test 127.0.1.3 >/dev/null
+sed -i 's/      - "h3-alt.fleet.test"/      - "h3-alt.fleet.test"\n      - "h3-new.fleet.test"/' "$FDIR/inventory/host_vars/h3.yml"
 "$(hroot h3)/bin/nginx-ctl" stop >/dev/null 2>&1
 cf apply --force-renewal
 is "unservable token: exit 1" "$RC" 1
-like "unservable token: names the host and the URL" "$OUT" "host 'h3' cannot serve the token for 'h3.fleet.test': http://127.0.1.3:5002/.well-known/acme-challenge/"
+like "unservable token: names the host and the URL" "$OUT" "host 'h3' cannot serve the token for 'h3[a-z-]*.fleet.test': http://127.0.1.3:5002/.well-known/acme-challenge/"
 is "unservable token: h1 still renewed (version 3)" "$(store_version h1)" 3
 is "unservable token: shared still renewed (version 3)" "$(store_version shared)" 3
+is "unservable token: h2 still renewed (version 3)" "$(store_version h2)" 3
 is "unservable token: h3 not renewed" "$(store_version h3)" 2
 is "unservable token: tokens cleaned up anyway" "$(tokens_left)" 0
 "$(hroot h3)/bin/nginx-ctl" start >/dev/null 2>&1
@@ -95,14 +100,14 @@ check "dns-01 wildcard: certificate names *.wild.fleet.test" bash -c "openssl x5
 
 # a certificate locked by another run is reported with its holder
 mkdir -p "$STATE/locks"
-echo "pid 4242 on otherhost" >"$STATE/locks/h2.lock"
-flock "$STATE/locks/h2.lock" sleep 20 &
+echo "pid 4242 on otherhost" >"$STATE/locks/h3.lock"
+flock "$STATE/locks/h3.lock" sleep 20 &
 lockpid=$!
 sleep 0.3
-cf apply -l h2 --force-renewal --lock-timeout 1
+cf apply -l h3 --force-renewal --lock-timeout 1
 kill $lockpid 2>/dev/null; wait $lockpid 2>/dev/null
 is "locked certificate: exit 1" "$RC" 1
-like "locked certificate: says who holds it" "$OUT" "certificate 'h2' is locked by pid 4242 on otherhost"
+like "locked certificate: says who holds it" "$OUT" "certificate 'h3' is locked by pid 4242 on otherhost"
 
 # plan shows each certificate's decision and writes nothing
 before=$(find "$STATE" -type f | sort | xargs sha256sum | sha256sum)

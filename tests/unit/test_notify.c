@@ -26,10 +26,10 @@
 #include "notify.h"
 #include "util.h"
 
-#define ADDR     "127.0.40.2"
-#define EN_DASH  "\xe2\x80\x93"
-#define T0       ((int64_t)1762721909) /* 2025-11-09T20:58:29Z, the seed's example */
-#define DAY      86400
+#define ADDR    "127.0.40.2"
+#define EN_DASH "\xe2\x80\x93"
+#define T0      ((int64_t)1762721909) /* 2025-11-09T20:58:29Z, the seed's example */
+#define DAY     86400
 
 static char g_dir[256];
 static pid_t g_pids[8];
@@ -85,10 +85,18 @@ static int setup(void **state)
         return -1;
     const char *sink = "tests/smtp_sink.py", *hook = "tests/http_sink.py";
     char *plain[] = {"/usr/bin/python3", (char *)sink, ADDR, "2525", path("mail"), NULL};
-    char *tls[] = {"/usr/bin/python3", (char *)sink,   ADDR,
-                   "2526",             path("tlsmail"), "--starttls",
-                   path("tls/mail.test.pem"), path("tls/mail.test.key"), "--auth",
-                   "alerts",           "s3cret-pw",    NULL};
+    char *tls[] = {"/usr/bin/python3",
+                   (char *)sink,
+                   ADDR,
+                   "2526",
+                   path("tlsmail"),
+                   "--starttls",
+                   path("tls/mail.test.pem"),
+                   path("tls/mail.test.key"),
+                   "--auth",
+                   "alerts",
+                   "s3cret-pw",
+                   NULL};
     char *ok[] = {"/usr/bin/python3", (char *)hook, ADDR, "8088", path("hook"), NULL};
     char *bad[] = {"/usr/bin/python3", (char *)hook, ADDR, "8089", path("hook500"), "500", NULL};
     if (spawn(2525, plain) < 0 || spawn(2526, tls) < 0 || spawn(8088, ok) < 0 ||
@@ -230,8 +238,8 @@ static void test_failure_kinds_and_checklists(void **state)
          CF_FAIL_NGINX_TEST, "the previous certificate is still served"},
         {"host 'shop4' (127.0.3.4:22): ssh connect failed: connection timed out", CF_FAIL_SSH,
          "sshd listens on ansible_port"},
-        {"urn:ietf:params:acme:error:connection: 127.0.3.4: Connection refused",
-         CF_FAIL_CHALLENGE, "Port 80 is reachable from the CA"},
+        {"urn:ietf:params:acme:error:connection: 127.0.3.4: Connection refused", CF_FAIL_CHALLENGE,
+         "Port 80 is reachable from the CA"},
         {"something odd", CF_FAIL_OTHER, "DNS correctly points to this server"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -455,8 +463,8 @@ static void test_one_grouped_mail_and_webhook(void **state)
     assert_non_null(strstr(mail, "SUBJECT: [ERROR] certfleet " EN_DASH
                                  " 1 renewal FAILED, 1 cert renewed, 1 certificate expiring\n"));
     assert_non_null(strstr(mail, "[SUCCESS] app3 " EN_DASH " Cert renewed for app.example.com"));
-    assert_non_null(strstr(mail, "[ERROR] shop4 " EN_DASH
-                                 " Cert renewal FAILED for shop.example.com"));
+    assert_non_null(
+        strstr(mail, "[ERROR] shop4 " EN_DASH " Cert renewal FAILED for shop.example.com"));
     assert_non_null(strstr(mail, "[WARNING] legacy1 " EN_DASH " Certificate expires in 5 days"));
     assert_non_null(strstr(mail, "Invalid response from http://shop.example.com/.well-known"));
     assert_non_null(strstr(mail, "Nginx has been reloaded with the new certificate."));
@@ -519,8 +527,8 @@ static void test_starttls_and_password_from_environment(void **state)
     assert_non_null(strstr(env, "AUTH: alerts\n"));
     free(env);
     char *mail = decode_mail(path("tlsmail/1.eml"));
-    assert_non_null(strstr(mail, "SUBJECT: [WARNING] legacy1 " EN_DASH
-                                 " Certificate expires in 5 days\n"));
+    assert_non_null(
+        strstr(mail, "SUBJECT: [WARNING] legacy1 " EN_DASH " Certificate expires in 5 days\n"));
     free(mail);
     unsetenv("CF_TEST_SMTP_PASSWORD");
     cf_notify_free(n);

@@ -131,6 +131,10 @@ static void test_errors_name_variable_and_line(void **st)
     expect_error("{}", "line one\nline two {{ nope }}\n", "roles/x/templates/t.j2:2:", "'nope'");
     expect_error("{\"item\": {}}", "a\nb\n\n{{ item.cert_name }}", "t.j2:4:", "'item.cert_name'");
     expect_error("{\"x\": \"{{ inner_missing }}\"}", "\n{{ x }}", "t.j2:2:", "'inner_missing'");
+    expect_error("{\"x\": \"{{ inner_missing }}\"}", "{{ x }}", "'inner_missing'",
+                 "in the value of 'x'");
+    expect_error("{\"x\": \"a {{ inner_missing }}\"}", "{{ x }}", "'inner_missing'",
+                 "in the value of 'x'");
     expect_error("{}", "{% if x %}", "t.j2:1", "endif");
     expect_error("{}", "{{ a ", "never closed", NULL);
     expect_error("{}", "{% set x = 1 %}", "unsupported tag", NULL);
