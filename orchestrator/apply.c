@@ -14,6 +14,7 @@
 #include "hostq.h"
 #include "http.h"
 #include "inventory.h"
+#include "loader.h"
 #include "notify.h"
 #include "probe.h"
 #include "remote.h"
@@ -109,12 +110,8 @@ struct run {
     const struct cf_opts *o;
     enum cf_apply_mode mode;
     int check;
-    struct cf_inventory *inv;
-    size_t *sel;
-    size_t n_sel;
-    struct cf_host_config **cfgs;
-    size_t n_cfgs;
-    struct cf_fleet *fleet;
+    struct cf_loaded ld;        /* inventory, variables, configuration */
+    struct cf_fleet *fleet;     /* = ld.fleet */
     struct cf_role *role;
     struct cf_fleetq *fq;
     struct rhost *hosts;
@@ -198,60 +195,34 @@ const char *cf_apply_roles_dir(void)
 
 static int load_config(struct run *r, char *err)
 {
-    const struct cf_opts *o = r->o;
-    json_t *extra = json_object();
     int rc;
-    for (int i = 0; i < o->n_extra_vars; i++) {
-        json_t *e = NULL;
-        if ((rc = cf_extra_vars_parse(o->extra_vars[i], &e, err)) != 0)
-            goto out;
-        cf_vars_merge(extra, e);
-        json_decref(e);
+    if ((rc = cf_loader_load(r->o, &r->ld, err)) != 0)
+        return rc;
+    r->n_hosts = r->ld.n;
+    r->hosts = cf_xcalloc(r->n_hosts ? r->n_hosts : 1, sizeof *r->hosts);
+    for (size_t i = 0; i < r->n_hosts; i++) {
+        r->hosts[i].run = r;
+        r->hosts[i].idx = i;
+        r->hosts[i].cfg = r->ld.cfg[i];
+        r->hosts[i].vars = r->ld.vars[i];
     }
-    if ((rc = cf_inventory_load((const char *const *)o->inventories, o->n_inventories, NULL,
-                                &r->inv, err)) != 0)
-        goto out;
-    if ((rc = cf_inventory_select(r->inv, o->limit, &r->sel, &r->n_sel, err)) != 0)
-        goto out;
-    r->cfgs = cf_xcalloc(r->n_sel, sizeof *r->cfgs);
-    r->hosts = cf_xcalloc(r->n_sel, sizeof *r->hosts);
-    for (size_t i = 0; i < r->n_sel; i++) {
-        struct rhost *h = &r->hosts[i];
-        const char *name = cf_inventory_host_name(r->inv, r->sel[i]);
-        h->run = r;
-        h->idx = i;
-        if ((rc = cf_inventory_hostvars(r->inv, r->sel[i], cf_config_defaults(), extra, &h->vars,
-                                        err)) != 0)
-            goto out;
-        if ((rc = cf_config_host(name, h->vars, &h->cfg, err)) != 0)
-            goto out;
-        r->cfgs[r->n_cfgs++] = h->cfg;
-    }
-    r->n_hosts = r->n_sel;
-    if ((rc = cf_config_fleet(r->cfgs, r->n_cfgs, &r->fleet, err)) != 0 && rc != CF_ENOENT)
-        goto out;
-    rc = 0;
+    r->fleet = r->ld.fleet;
     if (r->mode != CF_MODE_RENEW) {
         char rerr[CF_ERRLEN] = "";
         if ((rc = cf_role_load(cf_apply_roles_dir(), "certbot", &r->role, rerr)) != 0) {
             snprintf(err, CF_ERRLEN, "role 'certbot' in '%s': %s", cf_apply_roles_dir(), rerr);
-            goto out;
+            return rc;
         }
     }
-out:
-    json_decref(extra);
-    return rc;
+    return 0;
 }
 
 /* Build the run's host and certificate records from the fleet. */
 static void setup_records(struct run *r)
 {
-    for (size_t i = 0; i < r->n_hosts; i++) {
-        struct rhost *h = &r->hosts[i];
-        const char *const *groups = NULL;
-        size_t ng = cf_inventory_host_groups(r->inv, r->sel[i], &groups);
-        h->rep = cf_report_add_host(&r->report, h->cfg->name, ng ? groups[0] : "ungrouped");
-    }
+    for (size_t i = 0; i < r->n_hosts; i++)
+        r->hosts[i].rep = cf_report_add_host(&r->report, r->hosts[i].cfg->name,
+                                             cf_loader_group(&r->ld, i));
     size_t nc = r->fleet ? r->fleet->n_certs : 0;
     r->certs = cf_xcalloc(nc ? nc : 1, sizeof *r->certs);
     r->n_certs = nc;
@@ -1710,9 +1681,6 @@ static void run_release(struct run *r)
         for (size_t k = 0; k < h->n_notified; k++)
             free(h->notified[k]);
         free(h->notified);
-        if (h->cfg)
-            cf_config_host_free(h->cfg);
-        json_decref(h->vars);
     }
     for (size_t i = 0; i < r->n_certs; i++) {
         struct rcert *c = &r->certs[i];
@@ -1723,13 +1691,8 @@ static void run_release(struct run *r)
             cf_store_cert_release(&c->cur);
     }
     free(r->certs);
-    if (r->fleet)
-        cf_fleet_free(r->fleet);
     free(r->hosts);
-    free(r->cfgs);
-    free(r->sel);
-    if (r->inv)
-        cf_inventory_free(r->inv);
+    cf_loader_release(&r->ld);
     if (r->role)
         cf_role_free(r->role);
     if (r->fq)

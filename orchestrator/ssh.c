@@ -179,6 +179,31 @@ static const char *ssh_errtext(cf_ssh *s)
     return msg && *msg ? msg : "unknown libssh2 error";
 }
 
+/* Set a method preference, keeping only the names this libssh2 knows:
+ * libssh2 1.10 strips unknown names itself but with an overlapping memcpy
+ * (undefined behaviour, and an abort under ASan). */
+static void set_pref(cf_ssh *s, int type, const char *pref)
+{
+    const char **algs = NULL;
+    int n = libssh2_session_supported_algs(s->session, type, &algs);
+    struct cf_buf keep = CF_BUF_INIT;
+    char *copy = cf_strdup(pref), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        for (int i = 0; i < n; i++)
+            if (strcmp(algs[i], tok) == 0) {
+                cf_buf_printf(&keep, "%s%s", keep.len ? "," : "", tok);
+                break;
+            }
+    if (algs)
+        libssh2_free(s->session, (void *)algs);
+    if (keep.len && libssh2_session_method_pref(s->session, type, keep.data) != 0)
+        cf_debug("ssh %s: method preference %s not accepted: %s", s->name, keep.data,
+                 ssh_errtext(s));
+    cf_debug("ssh %s: method %d preference: %s", s->name, type, keep.len ? keep.data : "(default)");
+    cf_buf_release(&keep);
+    free(copy);
+}
+
 static void stop_io(cf_ssh *s)
 {
     if (s->poll_open && !uv_is_closing((uv_handle_t *)&s->poll) && s->poll_events) {
@@ -528,8 +553,7 @@ static void set_hostkey_pref(cf_ssh *s)
                     strcat(pref, ",");
                 strcat(pref, types[i].algs);
             }
-    if (libssh2_session_method_pref(s->session, LIBSSH2_METHOD_HOSTKEY, pref) != 0)
-        cf_debug("ssh %s: host key preference not accepted: %s", s->name, ssh_errtext(s));
+    set_pref(s, LIBSSH2_METHOD_HOSTKEY, pref);
 }
 
 /* Append "name type base64" to known_hosts so that concurrent sessions and
@@ -1180,11 +1204,11 @@ int cf_ssh_connect(uv_loop_t *loop, const struct cf_ssh_config *cfg, cf_ssh **ou
         return CF_ENOMEM;
     }
     libssh2_session_set_blocking(s->session, 0);
-    libssh2_session_method_pref(s->session, LIBSSH2_METHOD_KEX, KEX_PREF);
-    libssh2_session_method_pref(s->session, LIBSSH2_METHOD_CRYPT_CS, CIPHER_PREF);
-    libssh2_session_method_pref(s->session, LIBSSH2_METHOD_CRYPT_SC, CIPHER_PREF);
-    libssh2_session_method_pref(s->session, LIBSSH2_METHOD_MAC_CS, MAC_PREF);
-    libssh2_session_method_pref(s->session, LIBSSH2_METHOD_MAC_SC, MAC_PREF);
+    set_pref(s, LIBSSH2_METHOD_KEX, KEX_PREF);
+    set_pref(s, LIBSSH2_METHOD_CRYPT_CS, CIPHER_PREF);
+    set_pref(s, LIBSSH2_METHOD_CRYPT_SC, CIPHER_PREF);
+    set_pref(s, LIBSSH2_METHOD_MAC_CS, MAC_PREF);
+    set_pref(s, LIBSSH2_METHOD_MAC_SC, MAC_PREF);
     set_hostkey_pref(s);
 
     s->connect_cb = cb;

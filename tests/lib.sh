@@ -61,3 +61,15 @@ served_serial() {
 }
 # recap counter for a host: recap_field OUT HOST changed
 recap_field() { printf '%s\n' "$1" | sed -n "s/^$2 *: .*$3=\([0-9]*\).*/\1/p" | head -1; }
+# served_serial_is ADDR NAME WANT: poll up to 5 s for nginx's workers to
+# pick up a reload (a HUP replaces workers gracefully), then print what is
+# served
+served_serial_is() {
+    local i s
+    for i in $(seq 1 25); do
+        s=$(served_serial "$1" "$2")
+        [ "$s" = "$3" ] && break
+        sleep 0.2
+    done
+    echo "$s"
+}

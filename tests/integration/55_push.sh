@@ -8,10 +8,10 @@ live_serial() { openssl x509 -in "$STATE/live/$1/cert.pem" -noout -serial | sed 
 cf apply
 is "apply exits 0" "$RC" 0
 for h in h1 h2 h3; do
-    is "$h serves its own certificate (s_client)" "$(served_serial 127.0.1.${h#h} $h.fleet.test)" "$(live_serial $h)"
+    is "$h serves its own certificate (s_client)" "$(served_serial_is 127.0.1.${h#h} $h.fleet.test "$(live_serial $h)")" "$(live_serial $h)"
 done
-is "h1 serves 'shared' for app.fleet.test" "$(served_serial 127.0.1.1 app.fleet.test)" "$(live_serial shared)"
-is "h2 serves 'shared' for app2.fleet.test" "$(served_serial 127.0.1.2 app2.fleet.test)" "$(live_serial shared)"
+is "h1 serves 'shared' for app.fleet.test" "$(served_serial_is 127.0.1.1 app.fleet.test "$(live_serial shared)")" "$(live_serial shared)"
+is "h2 serves 'shared' for app2.fleet.test" "$(served_serial_is 127.0.1.2 app2.fleet.test "$(live_serial shared)")" "$(live_serial shared)"
 
 # files on the host: modes and link targets as design.md says
 r=$(hroot h1)
@@ -48,16 +48,16 @@ assert d["hosts"]["h1"]["failed"]==0 and d["hosts"]["h3"]["failed"]==0
 if printf '%s' "$OUT" | grep -q 'PRIVATE KEY'; then not_ok "JSON output holds key material"; else ok "JSON output holds no key material"; fi
 is "rollback: h2 still serves its previous certificate" "$(served_serial 127.0.1.2 h2.fleet.test)" "$old2"
 is "rollback: h2's live link is back on version 1" "$(readlink "$(hroot h2)/etc/letsencrypt/live/h2/cert.pem")" "$(hroot h2)/etc/letsencrypt/archive/h2/cert1.pem"
-is "renewal: h1 serves the new serial" "$(served_serial 127.0.1.1 h1.fleet.test)" "$(live_serial h1)"
-is "renewal: h3 serves the new serial" "$(served_serial 127.0.1.3 h3.fleet.test)" "$(live_serial h3)"
-is "renewal: 'shared' new serial on h1" "$(served_serial 127.0.1.1 app.fleet.test)" "$(live_serial shared)"
+is "renewal: h1 serves the new serial" "$(served_serial_is 127.0.1.1 h1.fleet.test "$(live_serial h1)")" "$(live_serial h1)"
+is "renewal: h3 serves the new serial" "$(served_serial_is 127.0.1.3 h3.fleet.test "$(live_serial h3)")" "$(live_serial h3)"
+is "renewal: 'shared' new serial on h1" "$(served_serial_is 127.0.1.1 app.fleet.test "$(live_serial shared)")" "$(live_serial shared)"
 rm "$(hroot h2)/etc/nginx/conf.d/zz-broken.conf"
 
 # the next run repairs h2 (its live version differs from the store's)
 cf apply
 is "repair run exits 0" "$RC" 0
-is "repair: h2 now serves the store's version" "$(served_serial 127.0.1.2 h2.fleet.test)" "$(live_serial h2)"
-is "repair: 'shared' on h2 for app2.fleet.test" "$(served_serial 127.0.1.2 app2.fleet.test)" "$(live_serial shared)"
+is "repair: h2 now serves the store's version" "$(served_serial_is 127.0.1.2 h2.fleet.test "$(live_serial h2)")" "$(live_serial h2)"
+is "repair: 'shared' on h2 for app2.fleet.test" "$(served_serial_is 127.0.1.2 app2.fleet.test "$(live_serial shared)")" "$(live_serial shared)"
 
 # every deployment is recorded, without key material
 n=$(sqlite3 "$STATE/state.db" "select count(*) from deployments where host='h2' and result='failed'")

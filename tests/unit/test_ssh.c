@@ -63,9 +63,9 @@ static char *slurp(const char *path)
     return t;
 }
 
-static int wait_port(const char *addr, int port)
+static int wait_port(const char *addr, int port, int tries)
 {
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < tries; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
         inet_pton(AF_INET, addr, &sa.sin_addr);
@@ -81,6 +81,11 @@ static int wait_port(const char *addr, int port)
 static pid_t start_sshd(const char *name, const char *addr)
 {
     char conf[256];
+    if (wait_port(addr, PORT, 1) == 0) {
+        fprintf(stderr, "%s:%d is already in use; is an earlier test_ssh still running?\n", addr,
+                PORT);
+        return -1;
+    }
     snprintf(conf, sizeof conf, "%s/sshd_%s.conf", dir, name);
     FILE *f = fopen(conf, "w");
     if (!f)
@@ -97,17 +102,26 @@ static pid_t start_sshd(const char *name, const char *addr)
     if (pid == 0) {
         char log[256];
         snprintf(log, sizeof log, "%s/sshd_%s.log", dir, name);
-        freopen(log, "w", stderr);
+        /* never hold the test's stdout: a runner waits for its EOF */
+        if (!freopen("/dev/null", "w", stdout) || !freopen(log, "w", stderr))
+            _exit(127);
         execl("/usr/sbin/sshd", "/usr/sbin/sshd", "-D", "-e", "-f", conf, (char *)NULL);
         _exit(127);
     }
-    if (pid < 0 || wait_port(addr, PORT) != 0) {
-        if (pid > 0)
+    /* listening, and it is our sshd that listens (not a leftover) */
+    if (pid < 0 || wait_port(addr, PORT, 100) != 0 || waitpid(pid, NULL, WNOHANG) != 0) {
+        if (pid > 0) {
             kill(pid, SIGTERM);
+            waitpid(pid, NULL, 0);
+            fprintf(stderr, "sshd on %s:%d did not start (see %s/sshd_%s.log)\n", addr, PORT,
+                    dir, name);
+        }
         return -1;
     }
     return pid;
 }
+
+static int group_teardown(void **state);
 
 static int group_setup(void **state)
 {
@@ -133,7 +147,9 @@ static int group_setup(void **state)
     if (!p || fscanf(p, "%*d %127s", fp_a) != 1)
         return -1;
     pclose(p);
-    char *pub = slurp(cf_asprintf("%s/hk_b_ed25519.pub", dir));
+    char *pubpath = cf_asprintf("%s/hk_b_ed25519.pub", dir);
+    char *pub = slurp(pubpath);
+    free(pubpath);
     if (!pub)
         return -1;
     pub[strcspn(pub, "\n")] = '\0';
@@ -142,7 +158,10 @@ static int group_setup(void **state)
     free(pub);
     sshd_a = start_sshd("a", ADDR_A);
     sshd_b = start_sshd("b", ADDR_B);
-    return sshd_a > 0 && sshd_b > 0 ? 0 : -1;
+    if (sshd_a > 0 && sshd_b > 0)
+        return 0;
+    group_teardown(state); /* cmocka skips the teardown when setup fails */
+    return -1;
 }
 
 static int group_teardown(void **state)
@@ -447,6 +466,8 @@ static void test_auth_via_agent(void **state)
     unlink(sock);
     pid_t agent = fork();
     if (agent == 0) {
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(127);
         execlp("ssh-agent", "ssh-agent", "-D", "-a", sock, (char *)NULL);
         _exit(127);
     }
