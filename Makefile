@@ -27,7 +27,8 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libssh2-1-dev libssl-dev \
             libcurl4-openssl-dev libyaml-dev libjansson-dev libsqlite3-dev \
             libcmocka-dev openssh-server openssh-client nginx-light pebble \
             ansible python3 python3-aiosmtpd prometheus curl openssl sqlite3 \
-            iproute2 procps clang-format systemd
+            iproute2 procps clang-format systemd chromium chromium-driver \
+            poppler-utils
 
 .PHONY: all deps test unit integration demo format format-check install clean check-deps
 

@@ -167,6 +167,9 @@ const char cf_config_defaults_yaml[] =
     "# Name of an environment variable on the controller holding the SMTP\n"
     "# password; the password itself never goes into the inventory.\n"
     "certbot_smtp_password_env: \"\"\n"
+    "# CA file (on the controller) to trust for the SMTP server's STARTTLS/TLS\n"
+    "# certificate; \"\" = the system store.\n"
+    "certbot_smtp_ca_bundle: \"\"\n"
     "# POST a JSON summary here (http:// or https://).\n"
     "certbot_notify_webhook: \"\"\n";
 /* END defaults */
@@ -250,6 +253,7 @@ static const struct var_spec vars_spec[] = {
     {"certbot_smtp_starttls", V_BOOL, 0, 0, F(smtp_starttls)},
     {"certbot_smtp_user", V_STR, 0, 0, F(smtp_user)},
     {"certbot_smtp_password_env", V_ENVNAME, 0, 0, F(smtp_password_env)},
+    {"certbot_smtp_ca_bundle", V_STR, 0, 0, F(smtp_ca_bundle)},
     {"certbot_notify_webhook", V_URL, 0, 0, F(notify_webhook)},
 };
 #define N_SPEC (sizeof(vars_spec) / sizeof(vars_spec[0]))

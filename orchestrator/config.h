@@ -122,6 +122,7 @@ struct cf_host_config {
     int smtp_starttls;
     char *smtp_user;
     char *smtp_password_env; /* name of an environment variable, or "" */
+    char *smtp_ca_bundle;    /* controller-side CA file for SMTP TLS, or "" */
     char *notify_webhook;    /* http(s) URL or "" */
 
     struct cf_cert_entry *certs;

@@ -4,15 +4,15 @@
  * Wire format.  The command line is constant: `sh -c '<SCRIPT>'`, with
  * `sudo -n ` in front for become.  Stdin is
  *
- *     "CF1 " <ops length, 10 columns> "\n"  <ops>  <data>
+ *     "CF1 <number of ops> <data length>\n"  <ops>  <data>
  *
  * where <ops> is one line per operation, fields separated by tabs, and
- * <data> holds the bytes of every WRITE and RUN back to back (addressed by
- * offset and length, so they are never parsed by the shell).  The script
- * saves stdin to a private temporary directory, reads the op lines with
- * `read`, and only ever uses values inside "$quoted" expansions; paths were
- * checked with cf_remote_check_path() when added, owners and modes are
- * checked too.
+ * <data> holds the bytes of every WRITE and RUN back to back, addressed by
+ * offset and length so they are never parsed by the shell.  The script reads
+ * the op lines with `read`, saves <data> (if any) into a private temporary
+ * directory, and only ever uses values inside "$quoted" expansions; paths
+ * were checked with cf_remote_check_path() when added, owners, groups and
+ * modes are checked too.
  *
  *     S i path                     stat
  *     R i path max                 stat + content
@@ -25,15 +25,16 @@
  * The answer on stdout is a sequence of NUL-terminated records (NUL cannot
  * occur in a path, a user name or base64): consecutive STAT/READ ops form
  * one group that costs one `find` and one `sha256sum` however many paths it
- * has, so a batch of 30 STATs is a handful of processes.
+ * has, so a batch of 30 STATs runs two processes besides the shell, and a
+ * batch without WRITE or RUN touches no temporary file.
  *
  *     S\ti\tpath           op i belongs to the open group
  *     F\tpath\ttype\tmode\tuser\tgroup\tsize\tlinktarget   (find -printf)
  *     <64 hex>  path       sha256sum -z
- *     W\tb64               find's stderr for the group (missing paths...)
+ *     W\ttext              find's stderr for the group (missing paths...)
  *     C\ti\tb64            READ content
  *     E                    group ends
- *     O\ti\trc\tb64err     MKDIR/WRITE/SYMLINK/REMOVE result
+ *     O\ti\trc\ttext       MKDIR/WRITE/SYMLINK/REMOVE result and its stderr
  *     X\ti\trc\tb64out\tb64err   RUN result
  *     K\ti                 skipped after a failed stop_on_fail RUN
  *     Z                    the script finished
@@ -53,47 +54,58 @@
 #define RB_MAX_READ (8u << 20)      /* base64 of it must fit the 16 MiB stdout cap */
 #define RB_MAX_TEXT (1u << 20)      /* decoded stderr kept per op */
 #define RB_MAX_LINK 8192
-#define RB_HEADER_LEN 15            /* "CF1 " + 10 + "\n" */
 
-/* The fixed script.  It must not contain a single quote (it travels inside
- * '...' on the command line); test_remote checks that. */
+/* The fixed script (dash).  It must not contain a single quote: it travels
+ * inside '...' on the command line (test_remote checks).  Only digits and
+ * checked paths and names come from the op lines; content and commands are
+ * read from the data file by offset. */
 static const char SCRIPT[] =
     "set -f -u\n"
     "export LC_ALL=C\n"
     "umask 022\n"
-    "T=$(mktemp -d) || exit 97\n"
-    "trap \"rm -rf -- \\\"\\$T\\\"\" EXIT\n"
-    "trap \"exit 98\" HUP INT TERM PIPE\n"
-    "cat >\"$T/in\" || exit 97\n"
-    "read -r magic olen <\"$T/in\" || exit 96\n"
-    "[ \"$magic\" = CF1 ] || exit 96\n"
-    "base=$((15 + olen))\n"
-    "dd if=\"$T/in\" of=\"$T/ops\" bs=65536 iflag=skip_bytes,count_bytes skip=15 count=\"$olen\" "
-    "status=none || exit 97\n"
-    ": >\"$T/reads\"\n"
     "TAB=\"\t\"\n"
+    "NL=\"\n"
+    "\"\n"
+    "exec 3>&1\n"
+    "IFS=\" \" read -r magic nops dlen || exit 96\n"
+    "[ \"$magic\" = CF1 ] || exit 96\n"
+    "ops=\n"
+    "n=0\n"
+    "while [ \"$n\" -lt \"$nops\" ]; do\n"
+    "  IFS= read -r line || exit 96\n"
+    "  ops=\"$ops$line$NL\"\n"
+    "  n=$((n + 1))\n"
+    "done\n"
+    "T=\n"
+    "if [ \"$dlen\" -gt 0 ]; then\n"
+    "  T=$(mktemp -d) || exit 97\n"
+    "  trap \"rm -rf -- \\\"\\$T\\\"\" EXIT\n"
+    "  trap \"exit 98\" HUP INT TERM PIPE\n"
+    "  cat >\"$T/data\" || exit 97\n"
+    "fi\n"
+    "reads=\n"
     "skip=0\n"
     "o=\n"
     "t=\n"
     "stats() {\n"
     "  if [ $# -gt 0 ]; then\n"
-    "    find \"$@\" -maxdepth 0 -printf \"F\\t%p\\t%y\\t%m\\t%u\\t%g\\t%s\\t%l\\0\" -type f "
-    "-exec sha256sum -z -- {} + 2>\"$T/err\"\n"
-    "    if [ -s \"$T/err\" ]; then printf \"W\\t\"; base64 -w0 \"$T/err\"; printf \"\\0\"; fi\n"
+    "    w=$(find \"$@\" -maxdepth 0 -printf \"F\\t%p\\t%y\\t%m\\t%u\\t%g\\t%s\\t%l\\0\" -type f -exec sha256sum -z -- {} + 2>&1 >&3 3>&-)\n"
+    "    [ -z \"$w\" ] || printf \"W\\t%s\\0\" \"$w\"\n"
     "  fi\n"
-    "  while IFS=\"$TAB\" read -r ri rp rm; do\n"
-    "    printf \"C\\t%s\\t\" \"$ri\"\n"
-    "    if [ -f \"$rp\" ]; then head -c \"$rm\" -- \"$rp\" | base64 -w0; fi\n"
-    "    printf \"\\0\"\n"
-    "  done <\"$T/reads\"\n"
-    "  : >\"$T/reads\"\n"
+    "  if [ -n \"$reads\" ]; then\n"
+    "    while IFS=\"$TAB\" read -r ri rp rm; do\n"
+    "      printf \"C\\t%s\\t\" \"$ri\"\n"
+    "      if [ -f \"$rp\" ]; then head -c \"$rm\" -- \"$rp\" | base64 -w0; fi\n"
+    "      printf \"\\0\"\n"
+    "    done <<EOF\n"
+    "$reads\n"
+    "EOF\n"
+    "  fi\n"
+    "  reads=\n"
     "  printf \"E\\0\"\n"
     "}\n"
     "ownspec() { o=; [ \"$1\" = - ] || o=$1; [ \"$2\" = - ] || o=\"$o:$2\"; }\n"
-    "result() {\n"
-    "  if [ \"$2\" -eq 0 ]; then printf \"O\\t%s\\t0\\t\\0\" \"$1\";\n"
-    "  else printf \"O\\t%s\\t%s\\t\" \"$1\" \"$2\"; base64 -w0 \"$T/err\"; printf \"\\0\"; fi\n"
-    "}\n"
+    "result() { printf \"O\\t%s\\t%s\\t%s\\0\" \"$1\" \"$2\" \"$3\"; }\n"
     "post() {\n"
     "  printf \"S\\t%s\\t%s\\0\" \"$1\" \"$2\"\n"
     "  find \"$2\" -maxdepth 0 -printf \"F\\t%p\\t%y\\t%m\\t%u\\t%g\\t%s\\t%l\\0\" 2>/dev/null\n"
@@ -101,41 +113,35 @@ static const char SCRIPT[] =
     "}\n"
     "set --\n"
     "while IFS=\"$TAB\" read -r k i p a b c d e; do\n"
+    "  [ -n \"$k\" ] || continue\n"
     "  if [ \"$skip\" = 1 ]; then printf \"K\\t%s\\0\" \"$i\"; continue; fi\n"
     "  case $k in\n"
     "  S) printf \"S\\t%s\\t%s\\0\" \"$i\" \"$p\"; set -- \"$@\" \"$p\"; continue ;;\n"
     "  R) printf \"S\\t%s\\t%s\\0\" \"$i\" \"$p\"; set -- \"$@\" \"$p\"\n"
-    "     printf \"%s\\t%s\\t%s\\n\" \"$i\" \"$p\" \"$a\" >>\"$T/reads\"; continue ;;\n"
+    "     reads=\"$reads${reads:+$NL}$i$TAB$p$TAB$a\"; continue ;;\n"
     "  esac\n"
     "  if [ $# -gt 0 ]; then stats \"$@\"; set --; fi\n"
     "  case $k in\n"
     "  M) ownspec \"$b\" \"$c\"\n"
-    "     { mkdir -p -- \"$p\" && chmod -- \"$a\" \"$p\" && { [ -z \"$o\" ] || chown -- \"$o\" "
-    "\"$p\"; }; } 2>\"$T/err\"\n"
-    "     result \"$i\" $?; post \"$i\" \"$p\" ;;\n"
+    "     err=$( { mkdir -p -- \"$p\" && chmod -- \"$a\" \"$p\" && { [ -z \"$o\" ] || chown -- \"$o\" \"$p\"; }; } 2>&1 ); rc=$?\n"
+    "     result \"$i\" \"$rc\" \"$err\"; post \"$i\" \"$p\" ;;\n"
     "  W) ownspec \"$b\" \"$c\"; t=\n"
-    "     { t=$(mktemp -- \"${p%/*}/.cf-XXXXXXXX\") && dd if=\"$T/in\" of=\"$t\" bs=65536 "
-    "iflag=skip_bytes,count_bytes skip=$((base + d)) count=\"$e\" status=none && chmod -- \"$a\" "
-    "\"$t\" && { [ -z \"$o\" ] || chown -- \"$o\" \"$t\"; } && sync -- \"$t\" && mv -fT -- \"$t\" "
-    "\"$p\"; } 2>\"$T/err\"\n"
-    "     rc=$?; [ \"$rc\" -eq 0 ] || [ -z \"$t\" ] || rm -f -- \"$t\"\n"
-    "     result \"$i\" \"$rc\"; post \"$i\" \"$p\" ;;\n"
+    "     err=$( { t=$(mktemp -- \"${p%/*}/.cf-XXXXXXXX\") && dd if=\"$T/data\" of=\"$t\" bs=65536 iflag=skip_bytes,count_bytes skip=\"$d\" count=\"$e\" status=none && chmod -- \"$a\" \"$t\" && { [ -z \"$o\" ] || chown -- \"$o\" \"$t\"; } && sync -- \"$t\" && mv -fT -- \"$t\" \"$p\"; } 2>&1 || { [ -z \"$t\" ] || rm -f -- \"$t\"; exit 1; } ); rc=$?\n"
+    "     result \"$i\" \"$rc\" \"$err\"; post \"$i\" \"$p\" ;;\n"
     "  L) t=\"${p%/*}/.cf-$$-$i.lnk\"\n"
-    "     { ln -sfn -- \"$a\" \"$t\" && mv -fT -- \"$t\" \"$p\"; } 2>\"$T/err\"\n"
-    "     rc=$?; [ \"$rc\" -eq 0 ] || rm -f -- \"$t\"\n"
-    "     result \"$i\" \"$rc\"; post \"$i\" \"$p\" ;;\n"
-    "  D) { if [ -d \"$p\" ] && [ ! -L \"$p\" ]; then rmdir -- \"$p\"; else rm -f -- \"$p\"; fi; "
-    "} 2>\"$T/err\"\n"
-    "     result \"$i\" $? ;;\n"
-    "  X) cmd=$(dd if=\"$T/in\" bs=65536 iflag=skip_bytes,count_bytes skip=$((base + a)) "
-    "count=\"$b\" status=none)\n"
+    "     err=$( { ln -sfn -- \"$a\" \"$t\" && mv -fT -- \"$t\" \"$p\"; } 2>&1 || { rm -f -- \"$t\"; exit 1; } ); rc=$?\n"
+    "     result \"$i\" \"$rc\" \"$err\"; post \"$i\" \"$p\" ;;\n"
+    "  D) err=$( { if [ -d \"$p\" ] && [ ! -L \"$p\" ]; then rmdir -- \"$p\"; else rm -f -- \"$p\"; fi; } 2>&1 ); rc=$?\n"
+    "     result \"$i\" \"$rc\" \"$err\" ;;\n"
+    "  X) cmd=$(dd if=\"$T/data\" bs=65536 iflag=skip_bytes,count_bytes skip=\"$a\" count=\"$b\" status=none)\n"
     "     sh -c \"$cmd\" </dev/null >\"$T/o\" 2>\"$T/e\"; rc=$?\n"
-    "     printf \"X\\t%s\\t%s\\t\" \"$i\" \"$rc\"; base64 -w0 \"$T/o\"; printf \"\\t\"; base64 -w0 "
-    "\"$T/e\"; printf \"\\0\"\n"
+    "     printf \"X\\t%s\\t%s\\t\" \"$i\" \"$rc\"; base64 -w0 \"$T/o\"; printf \"\\t\"; base64 -w0 \"$T/e\"; printf \"\\0\"\n"
     "     [ \"$rc\" -eq 0 ] || [ \"$p\" != 1 ] || skip=1 ;;\n"
     "  *) printf \"P\\t%s\\0\" \"$i\" ;;\n"
     "  esac\n"
-    "done <\"$T/ops\"\n"
+    "done <<EOF\n"
+    "$ops\n"
+    "EOF\n"
     "if [ $# -gt 0 ]; then stats \"$@\"; fi\n"
     "printf \"Z\\0\"\n";
 
@@ -446,7 +452,7 @@ int cf_rbatch_encode(const struct cf_rbatch *b, char **out, size_t *len)
         }
     }
     if (rc == 0)
-        rc = cf_buf_printf(&all, "CF1 %10zu\n", ops.len);
+        rc = cf_buf_printf(&all, "CF1 %zu %zu\n", b->n, off);
     if (rc == 0 && ops.len)
         rc = cf_buf_append(&all, ops.data, ops.len);
     for (size_t i = 0; i < b->n && rc == 0; i++) {
@@ -574,7 +580,6 @@ struct parser {
     size_t *group; /* op indices of the open group */
     size_t ngroup;
     char *warn; /* decoded W text of the open group */
-    size_t warn_len;
     int ended;
     char why[200];
 };
@@ -652,6 +657,36 @@ static int rec_sha(struct parser *p, char *rec)
     return matched ? 0 : bad(p, "checksum for a path nobody asked about");
 }
 
+/* Text from the host for a report: trailing newlines cut, control
+ * characters (terminal escapes from a hostile host) shown as '?', and
+ * NULL when nothing is left.  Takes ownership of s. */
+static char *trimmed_text(char *s, size_t *n)
+{
+    while (*n && (s[*n - 1] == '\n' || s[*n - 1] == '\r'))
+        s[--*n] = '\0';
+    if (*n == 0) {
+        free(s);
+        return NULL;
+    }
+    for (size_t i = 0; i < *n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f || c == 0)
+            s[i] = '?';
+    }
+    return s;
+}
+
+static char *copy_text(const char *t)
+{
+    size_t n = strlen(t);
+    if (n > RB_MAX_TEXT)
+        n = RB_MAX_TEXT;
+    char *c = cf_xmalloc(n + 1);
+    memcpy(c, t, n);
+    c[n] = '\0';
+    return trimmed_text(c, &n);
+}
+
 /* A path without a stat record is absent, unless find complained about it
  * for another reason (permission denied...), which fails that op. */
 static void group_end(struct parser *p)
@@ -679,9 +714,10 @@ static void group_end(struct parser *p)
                 !memmem(line, n, "Not a directory", 15)) {
                 op->res.status = CF_EREMOTE;
                 free(op->res.err_text);
-                op->res.err_text = cf_xmalloc(n + 1);
-                memcpy(op->res.err_text, line, n);
-                op->res.err_text[n] = '\0';
+                char *t = cf_xmalloc(n + 1);
+                memcpy(t, line, n);
+                t[n] = '\0';
+                op->res.err_text = trimmed_text(t, &n);
             }
         }
         free(needle);
@@ -691,22 +727,10 @@ static void group_end(struct parser *p)
     p->warn = NULL;
 }
 
-static char *trimmed_text(char *s, size_t *n)
-{
-    while (*n && (s[*n - 1] == '\n' || s[*n - 1] == '\r'))
-        s[--*n] = '\0';
-    if (*n == 0) {
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
 static int parse_record(struct parser *p, char *rec, size_t len)
 {
     char *f[6];
     struct rop *op;
-    size_t n;
     int rc;
 
     if (p->ended)
@@ -733,9 +757,9 @@ static int parse_record(struct parser *p, char *rec, size_t len)
         return 0;
     case 'F': return rec_F(p, rec);
     case 'W':
-        if (split(rec, f, 2) != 2 || p->warn ||
-            b64_decode(f[1], strlen(f[1]), RB_MAX_TEXT, &p->warn, &p->warn_len) != 0)
+        if (split(rec, f, 2) != 2 || p->warn || !p->ngroup || strlen(f[1]) > RB_MAX_TEXT)
             return bad(p, "bad warning record");
+        p->warn = cf_strdup(f[1]);
         return 0;
     case 'C':
         if (split(rec, f, 3) != 3 || parse_index(p, f[1], &op) != 0 || op->kind != CF_ROP_READ ||
@@ -751,17 +775,14 @@ static int parse_record(struct parser *p, char *rec, size_t len)
         return 0;
     case 'O': {
         unsigned long long code;
-        char *text = NULL;
         if (split(rec, f, 4) != 4 || parse_index(p, f[1], &op) != 0 ||
             parse_uint(f[2], 10, 255, &code) != 0)
             return bad(p, "bad result record");
         if (op->kind == CF_ROP_STAT || op->kind == CF_ROP_READ || op->kind == CF_ROP_RUN ||
             op->done || op->got_result)
             return bad(p, "result record does not match operation %s", f[1]);
-        if (b64_decode(f[3], strlen(f[3]), RB_MAX_TEXT, &text, &n) != 0)
-            return bad(p, "bad error text for operation %s", f[1]);
         op->res.status = code == 0 ? 0 : CF_EREMOTE;
-        op->res.err_text = trimmed_text(text, &n);
+        op->res.err_text = copy_text(f[3]);
         op->res.exit_status = (int)code;
         op->got_result = 1;
         op->done = op->kind == CF_ROP_REMOVE; /* the others wait for their state */
@@ -913,7 +934,7 @@ static void on_exec(cf_ssh *s, int status, const struct cf_ssh_result *res, void
         cb(b, status, cb_arg);
 }
 
-static char *command_line(int become)
+char *cf_remote_command(int become)
 {
     return cf_asprintf("%ssh -c '%s'", become ? "sudo -n " : "", SCRIPT);
 }
@@ -929,7 +950,7 @@ int cf_remote_run(cf_ssh *s, struct cf_rbatch *b, int become, cf_remote_cb cb, v
         return CF_EINVAL; /* already running */
     if ((rc = cf_rbatch_encode(b, &in, &in_len)) != 0)
         return rc;
-    cmd = command_line(become);
+    cmd = cf_remote_command(become);
     b->cb = cb;
     b->arg = arg;
     b->ssh = s;

@@ -85,6 +85,10 @@ int cf_remote_run(cf_ssh *s, struct cf_rbatch *b, int become, cf_remote_cb cb, v
  * free; it may hold key material, so wipe it).  Exposed for tests. */
 int cf_rbatch_encode(const struct cf_rbatch *b, char **out, size_t *len);
 
+/* The constant command line of every batch: `sh -c '<script>'`, behind
+ * `sudo -n ` when become is set.  Caller frees.  Exposed for tests. */
+char *cf_remote_command(int become);
+
 /* Fill every operation's result from the batch script's stdout (out/len)
  * and its exit status and stderr (used in messages when the script stopped
  * early).  The host is untrusted: a malformed record fails every operation
