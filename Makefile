@@ -46,18 +46,24 @@ deps:
 	export DEBIAN_FRONTEND=noninteractive; \
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $(DEB_PKGS)
 
+# V=1 shows the full commands
+Q := $(if $(filter 1,$(V)),,@)
+
 certfleet: $(OBJS)
-	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(PKG_LIBS) -lm
+	@$(if $(Q),echo "  LINK $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(OBJS) $(PKG_LIBS) -lm
 
 $(OBJDIR)/%.o: orchestrator/%.c $(wildcard orchestrator/*.h) | $(OBJDIR)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+	@$(if $(Q),echo "  CC   $<")
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
 $(OBJDIR):
 	@mkdir -p $@
 
 build/unit$(if $(filter 1,$(SANITIZE)),-san)/%: tests/unit/%.c $(LIBOBJS) $(wildcard orchestrator/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Iorchestrator -o $@ $< $(LIBOBJS) $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka) -lm
+	@$(if $(Q),echo "  TEST $@")
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -Iorchestrator -o $@ $< $(LIBOBJS) $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka) -lm
 
 unit-bins: $(UNIT_BINS)
 

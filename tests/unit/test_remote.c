@@ -131,18 +131,31 @@ static void test_encode_puts_values_as_data(void **state)
                        "L\t4\t/e\t/c/d\n"
                        "D\t5\t/f\n"
                        "X\t6\t1\t34\t25\n";
-    char head[32];
-    snprintf(head, sizeof head, "CF1 %10zu\n", sizeof ops - 1);
-    assert_int_equal(strlen(head), 15);
+    const char head[] = "CF1 7 59\n"; /* 7 ops, 34 + 25 bytes of data */
+    size_t hl = sizeof head - 1;
     assert_int_equal(sizeof data - 1, 34);
-    assert_int_equal(len, 15 + sizeof ops - 1 + 34 + 25);
-    assert_memory_equal(in, head, 15);
-    assert_memory_equal(in + 15, ops, sizeof ops - 1);
+    assert_int_equal(len, hl + sizeof ops - 1 + 34 + 25);
+    assert_memory_equal(in, head, hl);
+    assert_memory_equal(in + hl, ops, sizeof ops - 1);
     /* raw bytes after the op lines, NULs and quotes included */
-    assert_memory_equal(in + 15 + sizeof ops - 1, data, 34);
-    assert_memory_equal(in + 15 + sizeof ops - 1 + 34, "nginx -t && echo \"$HOME\"\n", 25);
+    assert_memory_equal(in + hl + sizeof ops - 1, data, 34);
+    assert_memory_equal(in + hl + sizeof ops - 1 + 34, "nginx -t && echo \"$HOME\"\n", 25);
     free(in);
     cf_rbatch_free(b);
+}
+
+/* The command line is constant and the script stays inside its quotes. */
+static void test_command_line_is_constant(void **state)
+{
+    char *plain = cf_remote_command(0), *become = cf_remote_command(1);
+    assert_memory_equal(plain, "sh -c '", 7);
+    assert_memory_equal(become, "sudo -n sh -c '", 15);
+    assert_string_equal(become + 8, plain);
+    /* exactly the two quotes around the script */
+    assert_int_equal(strchr(plain, '\'') - plain, 6);
+    assert_ptr_equal(strchr(plain + 7, '\''), plain + strlen(plain) - 1);
+    free(plain);
+    free(become);
 }
 
 /* ---- parsing ---------------------------------------------------------- */
@@ -186,7 +199,7 @@ static void test_parse_good_answer(void **state)
     size_t n = answer(out, sizeof out, "S\t0\t/etc/a", "S\t1\t/etc/missing", "S\t2\t/etc/a",
                       "F\t/etc/a\tf\t644\troot\troot\t3\t", "F\t/etc/a\tf\t644\troot\troot\t3\t",
                       SHA_A "  /etc/a", SHA_A "  /etc/a",
-                      "W\tZmluZDogJy9ldGMvbWlzc2luZyc6IE5vIHN1Y2ggZmlsZSBvciBkaXJlY3RvcnkK",
+                      "W\tfind: '/etc/missing': No such file or directory",
                       "C\t2\tZm9v", "E", "O\t3\t0\t", "S\t3\t/etc/w",
                       "F\t/etc/w\tf\t600\troot\troot\t5\t", "E", "O\t4\t0\t", "S\t4\t/etc/l",
                       "F\t/etc/l\tl\t777\troot\troot\t6\t/etc/w", "E",
@@ -236,8 +249,8 @@ static void test_parse_permission_error_fails_that_stat(void **state)
     cf_rbatch_stat(b, "/nope", err);
     /* "find: '/root/secret/x': Permission denied\nfind: '/nope': No such file or directory\n" */
     size_t n = answer(out, sizeof out, "S\t0\t/root/secret/x", "S\t1\t/nope",
-                      "W\tZmluZDogJy9yb290L3NlY3JldC94JzogUGVybWlzc2lvbiBkZW5pZWQKZmluZDogJy9ub3Bl"
-                      "JzogTm8gc3VjaCBmaWxlIG9yIGRpcmVjdG9yeQo=",
+                      "W\tfind: '/root/secret/x': Permission denied\n"
+                      "find: '/nope': No such file or directory",
                       "E", "Z", NULL);
     assert_int_equal(cf_rbatch_parse(b, out, n, 0, "", 0), 0);
     assert_int_equal(cf_rbatch_result(b, 0)->status, CF_EREMOTE);
@@ -245,6 +258,23 @@ static void test_parse_permission_error_fails_that_stat(void **state)
                         "find: '/root/secret/x': Permission denied");
     assert_int_equal(cf_rbatch_result(b, 1)->status, 0);
     assert_false(cf_rbatch_result(b, 1)->st.exists);
+    cf_rbatch_free(b);
+}
+
+static void test_parse_error_text_is_kept_and_defanged(void **state)
+{
+    char out[512], err[CF_ERRLEN];
+    struct cf_rbatch *b = cf_rbatch_new();
+    cf_rbatch_mkdir(b, "/etc/d", 0755, "nobody", NULL, err);
+    size_t n = answer(out, sizeof out,
+                      "O\t0\t1\tchown: invalid user: 'nobody'\x1b[31m\tx\n", "S\t0\t/etc/d",
+                      "E", "Z", NULL);
+    assert_int_equal(cf_rbatch_parse(b, out, n, 0, "", 0), 0);
+    const struct cf_rop_result *r = cf_rbatch_result(b, 0);
+    assert_int_equal(r->status, CF_EREMOTE);
+    assert_int_equal(r->exit_status, 1);
+    assert_false(r->st.exists);
+    assert_string_equal(r->err_text, "chown: invalid user: 'nobody'?[31m\tx");
     cf_rbatch_free(b);
 }
 
@@ -376,8 +406,10 @@ int main(void)
         cmocka_unit_test(test_check_path_rejects_hostile_values),
         cmocka_unit_test(test_adds_reject_bad_values_and_keep_batch_clean),
         cmocka_unit_test(test_encode_puts_values_as_data),
+        cmocka_unit_test(test_command_line_is_constant),
         cmocka_unit_test(test_parse_good_answer),
         cmocka_unit_test(test_parse_permission_error_fails_that_stat),
+        cmocka_unit_test(test_parse_error_text_is_kept_and_defanged),
         cmocka_unit_test(test_parse_script_stopped_early),
         cmocka_unit_test(test_parse_hostile_answers_fail_cleanly),
         cmocka_unit_test(test_parse_fuzz),
