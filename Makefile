@@ -28,7 +28,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libssh2-1-dev libssl-dev \
             libcmocka-dev openssh-server openssh-client nginx-light pebble \
             ansible python3 python3-aiosmtpd prometheus curl openssl sqlite3 \
             iproute2 procps clang-format systemd chromium chromium-driver \
-            poppler-utils
+            poppler-utils sudo
 
 .PHONY: all deps test unit integration demo format format-check install clean check-deps
 

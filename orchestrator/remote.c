@@ -27,6 +27,9 @@
  * one group that costs one `find` and one `sha256sum` however many paths it
  * has, so a batch of 30 STATs runs two processes besides the shell, and a
  * batch without WRITE or RUN touches no temporary file.
+ * A RUN command gets neither the channel (stdin is /dev/null, output goes
+ * to files) nor fd 3: a daemon it starts, such as nginx on its first
+ * reload, would otherwise hold the channel open and the batch never ends.
  *
  *     S\ti\tpath           op i belongs to the open group
  *     F\tpath\ttype\tmode\tuser\tgroup\tsize\tlinktarget   (find -printf)
@@ -50,9 +53,9 @@
 
 #include <openssl/crypto.h>
 
-#define RB_MAX_DATA (16u << 20)     /* one WRITE or RUN */
-#define RB_MAX_READ (8u << 20)      /* base64 of it must fit the 16 MiB stdout cap */
-#define RB_MAX_TEXT (1u << 20)      /* decoded stderr kept per op */
+#define RB_MAX_DATA (16u << 20) /* one WRITE or RUN */
+#define RB_MAX_READ (8u << 20)  /* base64 of it must fit the 16 MiB stdout cap */
+#define RB_MAX_TEXT (1u << 20)  /* decoded stderr kept per op */
 #define RB_MAX_LINK 8192
 
 /* The fixed script (dash).  It must not contain a single quote: it travels
@@ -89,7 +92,8 @@ static const char SCRIPT[] =
     "t=\n"
     "stats() {\n"
     "  if [ $# -gt 0 ]; then\n"
-    "    w=$(find \"$@\" -maxdepth 0 -printf \"F\\t%p\\t%y\\t%m\\t%u\\t%g\\t%s\\t%l\\0\" -type f -exec sha256sum -z -- {} + 2>&1 >&3 3>&-)\n"
+    "    w=$(find \"$@\" -maxdepth 0 -printf \"F\\t%p\\t%y\\t%m\\t%u\\t%g\\t%s\\t%l\\0\" -type f "
+    "-exec sha256sum -z -- {} + 2>&1 >&3 3>&-)\n"
     "    [ -z \"$w\" ] || printf \"W\\t%s\\0\" \"$w\"\n"
     "  fi\n"
     "  if [ -n \"$reads\" ]; then\n"
@@ -123,19 +127,27 @@ static const char SCRIPT[] =
     "  if [ $# -gt 0 ]; then stats \"$@\"; set --; fi\n"
     "  case $k in\n"
     "  M) ownspec \"$b\" \"$c\"\n"
-    "     err=$( { mkdir -p -- \"$p\" && chmod -- \"$a\" \"$p\" && { [ -z \"$o\" ] || chown -- \"$o\" \"$p\"; }; } 2>&1 ); rc=$?\n"
+    "     err=$( { mkdir -p -- \"$p\" && chmod -- \"$a\" \"$p\" && { [ -z \"$o\" ] || chown -- "
+    "\"$o\" \"$p\"; }; } 2>&1 ); rc=$?\n"
     "     result \"$i\" \"$rc\" \"$err\"; post \"$i\" \"$p\" ;;\n"
     "  W) ownspec \"$b\" \"$c\"; t=\n"
-    "     err=$( { t=$(mktemp -- \"${p%/*}/.cf-XXXXXXXX\") && dd if=\"$T/data\" of=\"$t\" bs=65536 iflag=skip_bytes,count_bytes skip=\"$d\" count=\"$e\" status=none && chmod -- \"$a\" \"$t\" && { [ -z \"$o\" ] || chown -- \"$o\" \"$t\"; } && sync -- \"$t\" && mv -fT -- \"$t\" \"$p\"; } 2>&1 || { [ -z \"$t\" ] || rm -f -- \"$t\"; exit 1; } ); rc=$?\n"
+    "     err=$( { t=$(mktemp -- \"${p%/*}/.cf-XXXXXXXX\") && dd if=\"$T/data\" of=\"$t\" bs=65536 "
+    "iflag=skip_bytes,count_bytes skip=\"$d\" count=\"$e\" status=none && chmod -- \"$a\" \"$t\" "
+    "&& { [ -z \"$o\" ] || chown -- \"$o\" \"$t\"; } && sync -- \"$t\" && mv -fT -- \"$t\" \"$p\"; "
+    "} 2>&1 || { [ -z \"$t\" ] || rm -f -- \"$t\"; exit 1; } ); rc=$?\n"
     "     result \"$i\" \"$rc\" \"$err\"; post \"$i\" \"$p\" ;;\n"
     "  L) t=\"${p%/*}/.cf-$$-$i.lnk\"\n"
-    "     err=$( { ln -sfn -- \"$a\" \"$t\" && mv -fT -- \"$t\" \"$p\"; } 2>&1 || { rm -f -- \"$t\"; exit 1; } ); rc=$?\n"
+    "     err=$( { ln -sfn -- \"$a\" \"$t\" && mv -fT -- \"$t\" \"$p\"; } 2>&1 || { rm -f -- "
+    "\"$t\"; exit 1; } ); rc=$?\n"
     "     result \"$i\" \"$rc\" \"$err\"; post \"$i\" \"$p\" ;;\n"
-    "  D) err=$( { if [ -d \"$p\" ] && [ ! -L \"$p\" ]; then rmdir -- \"$p\"; else rm -f -- \"$p\"; fi; } 2>&1 ); rc=$?\n"
+    "  D) err=$( { if [ -d \"$p\" ] && [ ! -L \"$p\" ]; then rmdir -- \"$p\"; else rm -f -- "
+    "\"$p\"; fi; } 2>&1 ); rc=$?\n"
     "     result \"$i\" \"$rc\" \"$err\" ;;\n"
-    "  X) cmd=$(dd if=\"$T/data\" bs=65536 iflag=skip_bytes,count_bytes skip=\"$a\" count=\"$b\" status=none)\n"
-    "     sh -c \"$cmd\" </dev/null >\"$T/o\" 2>\"$T/e\"; rc=$?\n"
-    "     printf \"X\\t%s\\t%s\\t\" \"$i\" \"$rc\"; base64 -w0 \"$T/o\"; printf \"\\t\"; base64 -w0 \"$T/e\"; printf \"\\0\"\n"
+    "  X) cmd=$(dd if=\"$T/data\" bs=65536 iflag=skip_bytes,count_bytes skip=\"$a\" count=\"$b\" "
+    "status=none)\n"
+    "     sh -c \"$cmd\" </dev/null >\"$T/o\" 2>\"$T/e\" 3>&-; rc=$?\n"
+    "     printf \"X\\t%s\\t%s\\t\" \"$i\" \"$rc\"; base64 -w0 \"$T/o\"; printf \"\\t\"; base64 "
+    "-w0 \"$T/e\"; printf \"\\0\"\n"
     "     [ \"$rc\" -eq 0 ] || [ \"$p\" != 1 ] || skip=1 ;;\n"
     "  *) printf \"P\\t%s\\0\" \"$i\" ;;\n"
     "  esac\n"
@@ -157,9 +169,9 @@ struct rop {
     int stop_on_fail;
     char sha[65]; /* WRITE: of data */
     struct cf_rop_result res;
-    int done;      /* a result record arrived */
-    int in_group;  /* listed in the open S...E group */
-    int seen_stat; /* an F record arrived for it in this group */
+    int done;       /* a result record arrived */
+    int in_group;   /* listed in the open S...E group */
+    int seen_stat;  /* an F record arrived for it in this group */
     int got_result; /* MKDIR/WRITE/SYMLINK: O record seen, state may follow */
 };
 
@@ -212,8 +224,7 @@ int cf_remote_check_path(const char *path, const char *what, char *err)
     if (len > 4096)
         return cf_errf(err, "%s \"%s\" is longer than 4096 bytes", what, shown);
     if (path[0] != '/')
-        return cf_errf(err, "%s \"%s\" is not absolute; give a path starting with /", what,
-                       shown);
+        return cf_errf(err, "%s \"%s\" is not absolute; give a path starting with /", what, shown);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)path[i];
         if (!path_char_ok(c)) {
@@ -232,8 +243,8 @@ int cf_remote_check_path(const char *path, const char *what, char *err)
         int starts = p == path || p[-1] == '/';
         int ends = p[2] == '\0' || p[2] == '/';
         if (starts && ends)
-            return cf_errf(err, "%s \"%s\" contains a \"..\" component; give the real path",
-                           what, shown);
+            return cf_errf(err, "%s \"%s\" contains a \"..\" component; give the real path", what,
+                           shown);
     }
     return 0;
 }
@@ -430,8 +441,12 @@ int cf_rbatch_encode(const struct cf_rbatch *b, char **out, size_t *len)
     for (size_t i = 0; i < b->n && rc == 0; i++) {
         const struct rop *op = &b->ops[i];
         switch (op->kind) {
-        case CF_ROP_STAT: rc = cf_buf_printf(&ops, "S\t%zu\t%s\n", i, op->path); break;
-        case CF_ROP_READ: rc = cf_buf_printf(&ops, "R\t%zu\t%s\t%zu\n", i, op->path, op->max); break;
+        case CF_ROP_STAT:
+            rc = cf_buf_printf(&ops, "S\t%zu\t%s\n", i, op->path);
+            break;
+        case CF_ROP_READ:
+            rc = cf_buf_printf(&ops, "R\t%zu\t%s\t%zu\n", i, op->path, op->max);
+            break;
         case CF_ROP_MKDIR:
             rc = cf_buf_printf(&ops, "M\t%zu\t%s\t%04o\t%s\t%s\n", i, op->path, op->mode,
                                or_dash(op->owner), or_dash(op->group));
@@ -444,7 +459,9 @@ int cf_rbatch_encode(const struct cf_rbatch *b, char **out, size_t *len)
         case CF_ROP_SYMLINK:
             rc = cf_buf_printf(&ops, "L\t%zu\t%s\t%s\n", i, op->path, op->target);
             break;
-        case CF_ROP_REMOVE: rc = cf_buf_printf(&ops, "D\t%zu\t%s\n", i, op->path); break;
+        case CF_ROP_REMOVE:
+            rc = cf_buf_printf(&ops, "D\t%zu\t%s\n", i, op->path);
+            break;
         case CF_ROP_RUN:
             rc = cf_buf_printf(&ops, "X\t%zu\t%d\t%zu\t%zu\n", i, op->stop_on_fail, off, op->len);
             off += op->len;
@@ -513,8 +530,8 @@ static int b64_decode(const char *in, size_t n, size_t max, char **out, size_t *
                 return CF_EPROTO;
             }
         }
-        unsigned t = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 |
-                     (unsigned)v[3];
+        unsigned t =
+            (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
         o[w++] = (unsigned char)(t >> 16);
         if (pad < 2)
             o[w++] = (unsigned char)(t >> 8);
@@ -755,7 +772,8 @@ static int parse_record(struct parser *p, char *rec, size_t len)
         op->seen_stat = 0;
         p->group[p->ngroup++] = (size_t)(op - p->b->ops);
         return 0;
-    case 'F': return rec_F(p, rec);
+    case 'F':
+        return rec_F(p, rec);
     case 'W':
         if (split(rec, f, 2) != 2 || p->warn || !p->ngroup || strlen(f[1]) > RB_MAX_TEXT)
             return bad(p, "bad warning record");
@@ -821,7 +839,8 @@ static int parse_record(struct parser *p, char *rec, size_t len)
             return bad(p, "bad end marker");
         p->ended = 1;
         return 0;
-    default: return bad(p, "unknown record type");
+    default:
+        return bad(p, "unknown record type");
     }
 }
 
@@ -900,11 +919,11 @@ int cf_rbatch_parse(struct cf_rbatch *b, const char *out, size_t len, int exit_s
             result_release(op);
             op->res.status = p.ended ? CF_EPROTO : CF_EREMOTE;
             op->res.exit_status = -1;
-            op->res.err_text =
-                p.ended ? cf_strdup("the host reported no result for this operation")
-                        : cf_asprintf("the batch script stopped before this operation "
-                                      "(exit status %d)%s%s",
-                                      exit_status, *shown ? ": " : "", shown);
+            op->res.err_text = p.ended
+                                   ? cf_strdup("the host reported no result for this operation")
+                                   : cf_asprintf("the batch script stopped before this operation "
+                                                 "(exit status %d)%s%s",
+                                                 exit_status, *shown ? ": " : "", shown);
         }
         if (!p.ended && b->n == 0 && exit_status != 0)
             rc = CF_EREMOTE;

@@ -32,23 +32,23 @@ enum cf_rop_kind {
 
 struct cf_rstat {
     int exists;
-    char type;          /* 'f' file, 'd' directory, 'l' symlink, 'o' other */
-    unsigned mode;      /* permission bits, e.g. 0644 */
-    char owner[64];     /* user name */
-    char group[64];     /* group name */
+    char type;      /* 'f' file, 'd' directory, 'l' symlink, 'o' other */
+    unsigned mode;  /* permission bits, e.g. 0644 */
+    char owner[64]; /* user name */
+    char group[64]; /* group name */
     long long size;
-    char sha256[65];    /* for files; "" otherwise */
-    char *link_target;  /* for symlinks; NULL otherwise */
+    char sha256[65];   /* for files; "" otherwise */
+    char *link_target; /* for symlinks; NULL otherwise */
 };
 
 struct cf_rop_result {
-    int status;          /* 0, or CF_E* when the operation failed */
-    struct cf_rstat st;  /* STAT/READ; and the state after MKDIR/WRITE/SYMLINK */
-    char *data;          /* READ: content; RUN: stdout */
+    int status;         /* 0, or CF_E* when the operation failed */
+    struct cf_rstat st; /* STAT/READ; and the state after MKDIR/WRITE/SYMLINK */
+    char *data;         /* READ: content; RUN: stdout */
     size_t len;
-    char *err_text;      /* the failing command's stderr / a message; NULL if none */
-    int exit_status;     /* RUN: the command's exit status */
-    int skipped;         /* not run because an earlier stop_on_fail op failed */
+    char *err_text;  /* the failing command's stderr / a message; NULL if none */
+    int exit_status; /* RUN: the command's exit status */
+    int skipped;     /* not run because an earlier stop_on_fail op failed */
 };
 
 struct cf_rbatch;

@@ -31,9 +31,9 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#define CF_SSH_OUTPUT_MAX (16u << 20)
+#define CF_SSH_OUTPUT_MAX         (16u << 20)
 #define CF_SSH_DEFAULT_TIMEOUT_MS 30000u
-#define CF_SSH_MAX_KEYS 4
+#define CF_SSH_MAX_KEYS           4
 
 /* Terrapin (CVE-2023-48795) needs chacha20-poly1305 or an EtM MAC; libssh2
  * 1.10 knows neither fix, so offer only what is not affected.  Names a
@@ -199,7 +199,10 @@ static void set_pref(cf_ssh *s, int type, const char *pref)
     if (keep.len && libssh2_session_method_pref(s->session, type, keep.data) != 0)
         cf_debug("ssh %s: method preference %s not accepted: %s", s->name, keep.data,
                  ssh_errtext(s));
-    cf_debug("ssh %s: method %d preference: %s", s->name, type, keep.len ? keep.data : "(default)");
+    static const char *const what[] = {"kex",         "host key", "cipher c->s",
+                                       "cipher s->c", "mac c->s", "mac s->c"};
+    cf_debug("ssh %s: %s preference: %s", s->name, type >= 0 && type < 6 ? what[type] : "method",
+             keep.len ? keep.data : "(default)");
     cf_buf_release(&keep);
     free(copy);
 }
@@ -369,7 +372,8 @@ static enum step tcp_try_next(cf_ssh *s)
         return STEP_WAIT;
     }
     return fail(s, CF_ECONNECT, "cannot connect to %s (%s): %s; is sshd running there?", s->name,
-                s->endpoint, strerror(s->last_connect_errno ? s->last_connect_errno : EHOSTUNREACH));
+                s->endpoint,
+                strerror(s->last_connect_errno ? s->last_connect_errno : EHOSTUNREACH));
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -394,8 +398,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     if (status != 0 || !res) {
-        fail(s, CF_ECONNECT, "cannot resolve \"%s\" for %s: %s; check ansible_host",
-             s->address, s->name, uv_strerror(status));
+        fail(s, CF_ECONNECT, "cannot resolve \"%s\" for %s: %s; check ansible_host", s->address,
+             s->name, uv_strerror(status));
         return;
     }
     s->ai = res;
@@ -446,26 +450,40 @@ static void tcp_check(cf_ssh *s)
 static int knownhost_keybit(int hostkey_type)
 {
     switch (hostkey_type) {
-    case LIBSSH2_HOSTKEY_TYPE_RSA: return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
-    case LIBSSH2_HOSTKEY_TYPE_DSS: return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
-    case LIBSSH2_HOSTKEY_TYPE_ED25519: return LIBSSH2_KNOWNHOST_KEY_ED25519;
-    default: return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
+    case LIBSSH2_HOSTKEY_TYPE_RSA:
+        return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
+    case LIBSSH2_HOSTKEY_TYPE_DSS:
+        return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
+        return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
+        return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
+        return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
+    case LIBSSH2_HOSTKEY_TYPE_ED25519:
+        return LIBSSH2_KNOWNHOST_KEY_ED25519;
+    default:
+        return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
     }
 }
 
 static const char *hostkey_type_name(int hostkey_type)
 {
     switch (hostkey_type) {
-    case LIBSSH2_HOSTKEY_TYPE_RSA: return "ssh-rsa";
-    case LIBSSH2_HOSTKEY_TYPE_DSS: return "ssh-dss";
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return "ecdsa-sha2-nistp256";
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return "ecdsa-sha2-nistp384";
-    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return "ecdsa-sha2-nistp521";
-    case LIBSSH2_HOSTKEY_TYPE_ED25519: return "ssh-ed25519";
-    default: return NULL;
+    case LIBSSH2_HOSTKEY_TYPE_RSA:
+        return "ssh-rsa";
+    case LIBSSH2_HOSTKEY_TYPE_DSS:
+        return "ssh-dss";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
+        return "ecdsa-sha2-nistp256";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
+        return "ecdsa-sha2-nistp384";
+    case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
+        return "ecdsa-sha2-nistp521";
+    case LIBSSH2_HOSTKEY_TYPE_ED25519:
+        return "ssh-ed25519";
+    default:
+        return NULL;
     }
 }
 
@@ -666,8 +684,8 @@ static enum step st_hostkey(cf_ssh *s)
 
     LIBSSH2_KNOWNHOSTS *kh = libssh2_knownhost_init(s->session);
     LIBSSH2_KNOWNHOSTS *revoked = libssh2_knownhost_init(s->session);
-    int typemask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
-                   knownhost_keybit(key_type);
+    int typemask =
+        LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | knownhost_keybit(key_type);
     int check = LIBSSH2_KNOWNHOST_CHECK_FAILURE, is_revoked = 0;
     if (kh && revoked && load_known_hosts(s, kh, revoked) == 0) {
         check = libssh2_knownhost_checkp(kh, name, -1, key, key_len, typemask, NULL);
@@ -878,8 +896,8 @@ static enum step st_auth_key(cf_ssh *s)
             s->key_idx++;
             continue;
         }
-        int rc = libssh2_userauth_publickey_fromfile_ex(s->session, s->user,
-                                                        (unsigned)strlen(s->user), NULL, path, NULL);
+        int rc = libssh2_userauth_publickey_fromfile_ex(
+            s->session, s->user, (unsigned)strlen(s->user), NULL, path, NULL);
         if (rc == LIBSSH2_ERROR_EAGAIN)
             return STEP_WAIT;
         if (rc == 0)
@@ -912,8 +930,8 @@ static enum step st_ch_open(cf_ssh *s)
     if (!s->channel) {
         if (libssh2_session_last_errno(s->session) == LIBSSH2_ERROR_EAGAIN)
             return STEP_WAIT;
-        return fail(s, CF_EPROTO, "cannot open an ssh channel to %s (%s): %s", s->name,
-                    s->endpoint, ssh_errtext(s));
+        return fail(s, CF_EPROTO, "cannot open an ssh channel to %s (%s): %s", s->name, s->endpoint,
+                    ssh_errtext(s));
     }
     set_state(s, S_CH_EXEC);
     return STEP_NEXT;
@@ -1003,8 +1021,8 @@ static enum step st_ch_close(cf_ssh *s)
     if (rc == LIBSSH2_ERROR_EAGAIN)
         return STEP_WAIT;
     if (rc != 0)
-        return fail(s, CF_EPROTO, "closing the channel to %s (%s) failed: %s", s->name,
-                    s->endpoint, ssh_errtext(s));
+        return fail(s, CF_EPROTO, "closing the channel to %s (%s) failed: %s", s->name, s->endpoint,
+                    ssh_errtext(s));
     char *sig = NULL;
     s->exit_status = libssh2_channel_get_exit_status(s->channel);
     if (libssh2_channel_get_exit_signal(s->channel, &sig, NULL, NULL, NULL, NULL, NULL) == 0 &&
@@ -1026,8 +1044,8 @@ static enum step st_ch_free(cf_ssh *s)
     stop_io(s);
     if (s->truncated) {
         snprintf(s->errmsg, sizeof s->errmsg,
-                 "output of a command on %s (%s) exceeded %u MiB and was cut", s->name,
-                 s->endpoint, CF_SSH_OUTPUT_MAX >> 20);
+                 "output of a command on %s (%s) exceeded %u MiB and was cut", s->name, s->endpoint,
+                 CF_SSH_OUTPUT_MAX >> 20);
         finish_exec(s, CF_EPROTO);
     } else {
         finish_exec(s, 0);
@@ -1040,19 +1058,22 @@ static enum step st_ch_free(cf_ssh *s)
 static enum step step_once(cf_ssh *s)
 {
     switch (s->state) {
-    case S_RESOLVE: return st_resolve(s);
-    case S_TCP: return STEP_WAIT; /* on_poll checks the socket */
+    case S_RESOLVE:
+        return st_resolve(s);
+    case S_TCP:
+        return STEP_WAIT; /* on_poll checks the socket */
     case S_HANDSHAKE: {
         int rc = libssh2_session_handshake(s->session, s->fd);
         if (rc == LIBSSH2_ERROR_EAGAIN)
             return STEP_WAIT;
         if (rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_SEND ||
             rc == LIBSSH2_ERROR_SOCKET_DISCONNECT || rc == LIBSSH2_ERROR_SOCKET_NONE)
-            return fail(s, CF_ECONNECT, "%s (%s) closed the connection during the ssh handshake: %s",
-                        s->name, s->endpoint, ssh_errtext(s));
-        if (rc != 0)
-            return fail(s, CF_EPROTO, "ssh handshake with %s (%s) failed: %s", s->name,
+            return fail(s, CF_ECONNECT,
+                        "%s (%s) closed the connection during the ssh handshake: %s", s->name,
                         s->endpoint, ssh_errtext(s));
+        if (rc != 0)
+            return fail(s, CF_EPROTO, "ssh handshake with %s (%s) failed: %s", s->name, s->endpoint,
+                        ssh_errtext(s));
         cf_debug("ssh %s: kex %s, host key %s, cipher %s, mac %s", s->name,
                  libssh2_session_methods(s->session, LIBSSH2_METHOD_KEX),
                  libssh2_session_methods(s->session, LIBSSH2_METHOD_HOSTKEY),
@@ -1061,16 +1082,26 @@ static enum step step_once(cf_ssh *s)
         set_state(s, S_HOSTKEY);
         return STEP_NEXT;
     }
-    case S_HOSTKEY: return st_hostkey(s);
-    case S_AUTH_LIST: return st_auth_list(s);
-    case S_AUTH_AGENT: return st_auth_agent(s);
-    case S_AUTH_KEY: return st_auth_key(s);
-    case S_CH_OPEN: return st_ch_open(s);
-    case S_CH_EXEC: return st_ch_exec(s);
-    case S_CH_IO: return st_ch_io(s);
-    case S_CH_CLOSE: return st_ch_close(s);
-    case S_CH_FREE: return st_ch_free(s);
-    default: return STEP_STOP;
+    case S_HOSTKEY:
+        return st_hostkey(s);
+    case S_AUTH_LIST:
+        return st_auth_list(s);
+    case S_AUTH_AGENT:
+        return st_auth_agent(s);
+    case S_AUTH_KEY:
+        return st_auth_key(s);
+    case S_CH_OPEN:
+        return st_ch_open(s);
+    case S_CH_EXEC:
+        return st_ch_exec(s);
+    case S_CH_IO:
+        return st_ch_io(s);
+    case S_CH_CLOSE:
+        return st_ch_close(s);
+    case S_CH_FREE:
+        return st_ch_free(s);
+    default:
+        return STEP_STOP;
     }
 }
 
@@ -1221,8 +1252,8 @@ int cf_ssh_connect(uv_loop_t *loop, const struct cf_ssh_config *cfg, cf_ssh **ou
 
 /* Queues the command; the machine starts it from the loop, so cb never runs
  * before this returns, and cb may itself start the next command. */
-int cf_ssh_exec(cf_ssh *s, const char *command, const void *in, size_t in_len,
-                cf_ssh_exec_cb cb, void *arg)
+int cf_ssh_exec(cf_ssh *s, const char *command, const void *in, size_t in_len, cf_ssh_exec_cb cb,
+                void *arg)
 {
     if (!s || s->closing)
         return CF_EINVAL;

@@ -25,7 +25,10 @@ static void test_check_path_accepts_real_paths(void **state)
     const char *good[] = {"/etc/nginx/certs/shop.fullchain.crt",
                           "/etc/letsencrypt/live/foxycart-sandbox/privkey.pem",
                           "/var/www/letsencrypt/.well-known/acme-challenge/Ab_9-xY",
-                          "/srv/a+b@c=d,e:f~g", "/", "/a/..b/c..", "/a/.../b"};
+                          "/srv/a+b@c=d,e:f~g",
+                          "/",
+                          "/a/..b/c..",
+                          "/a/.../b"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
         assert_int_equal(cf_remote_check_path(good[i], "path", err), 0);
 }
@@ -116,8 +119,7 @@ static void test_encode_puts_values_as_data(void **state)
     assert_int_equal(cf_rbatch_stat(b, "/a", err), 0);
     assert_int_equal(cf_rbatch_read(b, "/b", 100, err), 1);
     assert_int_equal(cf_rbatch_mkdir(b, "/c", 0755, "root", NULL, err), 2);
-    assert_int_equal(cf_rbatch_write(b, "/c/d", data, sizeof data - 1, 0640, NULL, "ssl-cert",
-                                     err),
+    assert_int_equal(cf_rbatch_write(b, "/c/d", data, sizeof data - 1, 0640, NULL, "ssl-cert", err),
                      3);
     assert_int_equal(cf_rbatch_symlink(b, "/e", "/c/d", err), 4);
     assert_int_equal(cf_rbatch_remove(b, "/f", err), 5);
@@ -180,13 +182,13 @@ static struct cf_rbatch *sample_batch(void)
 {
     char err[CF_ERRLEN];
     struct cf_rbatch *b = cf_rbatch_new();
-    cf_rbatch_stat(b, "/etc/a", err);                              /* 0 */
-    cf_rbatch_stat(b, "/etc/missing", err);                        /* 1 */
-    cf_rbatch_read(b, "/etc/a", 4, err);                           /* 2 */
+    cf_rbatch_stat(b, "/etc/a", err);                                /* 0 */
+    cf_rbatch_stat(b, "/etc/missing", err);                          /* 1 */
+    cf_rbatch_read(b, "/etc/a", 4, err);                             /* 2 */
     cf_rbatch_write(b, "/etc/w", "hello", 5, 0600, NULL, NULL, err); /* 3 */
-    cf_rbatch_symlink(b, "/etc/l", "/etc/w", err);                 /* 4 */
-    cf_rbatch_run(b, "nginx -t", 1, err);                          /* 5 */
-    cf_rbatch_remove(b, "/etc/r", err);                            /* 6 */
+    cf_rbatch_symlink(b, "/etc/l", "/etc/w", err);                   /* 4 */
+    cf_rbatch_run(b, "nginx -t", 1, err);                            /* 5 */
+    cf_rbatch_remove(b, "/etc/r", err);                              /* 6 */
     return b;
 }
 
@@ -199,10 +201,9 @@ static void test_parse_good_answer(void **state)
     size_t n = answer(out, sizeof out, "S\t0\t/etc/a", "S\t1\t/etc/missing", "S\t2\t/etc/a",
                       "F\t/etc/a\tf\t644\troot\troot\t3\t", "F\t/etc/a\tf\t644\troot\troot\t3\t",
                       SHA_A "  /etc/a", SHA_A "  /etc/a",
-                      "W\tfind: '/etc/missing': No such file or directory",
-                      "C\t2\tZm9v", "E", "O\t3\t0\t", "S\t3\t/etc/w",
-                      "F\t/etc/w\tf\t600\troot\troot\t5\t", "E", "O\t4\t0\t", "S\t4\t/etc/l",
-                      "F\t/etc/l\tl\t777\troot\troot\t6\t/etc/w", "E",
+                      "W\tfind: '/etc/missing': No such file or directory", "C\t2\tZm9v", "E",
+                      "O\t3\t0\t", "S\t3\t/etc/w", "F\t/etc/w\tf\t600\troot\troot\t5\t", "E",
+                      "O\t4\t0\t", "S\t4\t/etc/l", "F\t/etc/l\tl\t777\troot\troot\t6\t/etc/w", "E",
                       "X\t5\t1\tb2s=\tYmFkCg==", "K\t6", "Z", NULL);
     assert_int_equal(cf_rbatch_parse(b, out, n, 0, "", 0), 0);
     const struct cf_rop_result *r = cf_rbatch_result(b, 0);
@@ -266,9 +267,8 @@ static void test_parse_error_text_is_kept_and_defanged(void **state)
     char out[512], err[CF_ERRLEN];
     struct cf_rbatch *b = cf_rbatch_new();
     cf_rbatch_mkdir(b, "/etc/d", 0755, "nobody", NULL, err);
-    size_t n = answer(out, sizeof out,
-                      "O\t0\t1\tchown: invalid user: 'nobody'\x1b[31m\tx\n", "S\t0\t/etc/d",
-                      "E", "Z", NULL);
+    size_t n = answer(out, sizeof out, "O\t0\t1\tchown: invalid user: 'nobody'\x1b[31m\tx\n",
+                      "S\t0\t/etc/d", "E", "Z", NULL);
     assert_int_equal(cf_rbatch_parse(b, out, n, 0, "", 0), 0);
     const struct cf_rop_result *r = cf_rbatch_result(b, 0);
     assert_int_equal(r->status, CF_EREMOTE);
@@ -308,17 +308,17 @@ static void test_parse_script_stopped_early(void **state)
 static void test_parse_hostile_answers_fail_cleanly(void **state)
 {
     static const char *const cases[][6] = {
-        {"O\t99999999999999999999\t0\t", NULL},             /* index overflow */
-        {"O\t7\t0\t", NULL},                                /* index out of range */
-        {"O\t-1\t0\t", NULL},                               /* negative */
-        {"O\t0\t0\t", NULL},                                /* result for a STAT */
-        {"X\t5\t999\t\t", NULL},                            /* exit status out of range */
-        {"X\t5\t0\t!!!!\t", NULL},                          /* bad base64 */
-        {"X\t5\t0\tb2s\t", NULL},                           /* unpadded base64 */
-        {"X\t5\t0\tb2s=\t", "X\t5\t0\tb2s=\t", NULL},       /* duplicate result */
-        {"C\t2\tZm9vYmFy", NULL},                           /* content outside a group */
-        {"S\t2\t/etc/a", "C\t2\tZm9vYmFyYmF6", NULL},       /* content beyond max (4) */
-        {"S\t0\t/etc/other", NULL},                         /* group for another path */
+        {"O\t99999999999999999999\t0\t", NULL},       /* index overflow */
+        {"O\t7\t0\t", NULL},                          /* index out of range */
+        {"O\t-1\t0\t", NULL},                         /* negative */
+        {"O\t0\t0\t", NULL},                          /* result for a STAT */
+        {"X\t5\t999\t\t", NULL},                      /* exit status out of range */
+        {"X\t5\t0\t!!!!\t", NULL},                    /* bad base64 */
+        {"X\t5\t0\tb2s\t", NULL},                     /* unpadded base64 */
+        {"X\t5\t0\tb2s=\t", "X\t5\t0\tb2s=\t", NULL}, /* duplicate result */
+        {"C\t2\tZm9vYmFy", NULL},                     /* content outside a group */
+        {"S\t2\t/etc/a", "C\t2\tZm9vYmFyYmF6", NULL}, /* content beyond max (4) */
+        {"S\t0\t/etc/other", NULL},                   /* group for another path */
         {"S\t0\t/etc/a", "F\t/etc/zzz\tf\t644\troot\troot\t3\t", NULL}, /* unasked path */
         {"S\t0\t/etc/a", "F\t/etc/a\tf\t99999\troot\troot\t3\t", NULL}, /* mode */
         {"S\t0\t/etc/a", "F\t/etc/a\tf\t644\troot\troot\t-3\t", NULL},  /* size */
@@ -327,13 +327,13 @@ static void test_parse_hostile_answers_fail_cleanly(void **state)
          "F\t/etc/a\tf\t644\t"
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
          "\troot\t3\t",
-         NULL},                                                         /* owner too long */
+         NULL},                                                              /* owner too long */
         {"S\t0\t/etc/a", "F\t/etc/a\tf\t644\troot\x1b[2J\troot\t3\t", NULL}, /* escape codes */
-        {"S\t0\t/etc/a", "F\t/etc/a\tf\t644\troot\troot", NULL},       /* short record */
-        {"S\t0\t/etc/a", "F\t/etc/a\tf\t644\troot\troot\t3\t/x", NULL}, /* target on a file */
-        {"S\t0\t/etc/a", SHA_A "  /etc/b", NULL},                       /* checksum, other path */
-        {"Z", "Z", NULL},                                               /* output after the end */
-        {"Q\tanything", NULL},                                          /* unknown record */
+        {"S\t0\t/etc/a", "F\t/etc/a\tf\t644\troot\troot", NULL},             /* short record */
+        {"S\t0\t/etc/a", "F\t/etc/a\tf\t644\troot\troot\t3\t/x", NULL},      /* target on a file */
+        {"S\t0\t/etc/a", SHA_A "  /etc/b", NULL}, /* checksum, other path */
+        {"Z", "Z", NULL},                         /* output after the end */
+        {"Q\tanything", NULL},                    /* unknown record */
         {"E\tx", NULL},
         {"", NULL},
     };
@@ -379,9 +379,15 @@ static void test_parse_fuzz(void **state)
         for (int m = 0; m < muts; m++) {
             size_t at = (size_t)rand() % len;
             switch (rand() % 3) {
-            case 0: buf[at] = (char)(rand() % 256); break;
-            case 1: len = at; break;
-            default: buf[at] = "\t\0=Z0/"[rand() % 6]; break;
+            case 0:
+                buf[at] = (char)(rand() % 256);
+                break;
+            case 1:
+                len = at;
+                break;
+            default:
+                buf[at] = "\t\0=Z0/"[rand() % 6];
+                break;
             }
             if (len == 0)
                 break;
