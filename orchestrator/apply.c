@@ -1574,6 +1574,15 @@ static void push_plan(struct rcert *c)
         return;
     }
     const char *serial = c->cur.info.serial_hex;
+    /* A certificate close to expiry that was not renewed (a failed order, a
+     * refused one, renewal_days below warning_days) is worth a [WARNING]. */
+    int64_t now = cf_now_ms() / 1000;
+    int days = (int)((c->cur.info.not_after - now) / 86400);
+    if (!r->check && !c->renewed && days < c->fc->hosts[0]->warning_days)
+        for (size_t k = 0; k < c->n_hosts; k++)
+            if (c->hosts[k])
+                cf_notify_add_warning(r->events, c->hosts[k]->cfg->name, c->fc->domains[0],
+                                      c->fc->cert_name, days, c->cur.info.not_after, now);
     free(crep(c)->serial);
     crep(c)->serial = cf_strdup(serial);
     crep(c)->not_after = c->cur.info.not_after;

@@ -4,7 +4,7 @@ from the certbot_domains/certbot_services the inventory gives that host.
 
 The host variables come from `certfleet inventory -i INV --list` when that
 command works (exit 0, JSON with _meta), else from `ansible-inventory`, which
-applies the same precedence rules. INVENTORY defaults to DIR/inventory/hosts (Ansible skips *.ini files
+applies the same precedence rules. INVENTORY defaults to DIR/inventory/hosts.ini (Ansible skips *.ini files
 when -i names a directory, so the file itself is the inventory).
 """
 import json
