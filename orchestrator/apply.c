@@ -101,6 +101,7 @@ struct rcert {
     size_t n_targets, next_target, inflight, failed_hosts;
     int stopped; /* max_fail_percentage reached */
     int renewed;            /* a new version was issued in this run */
+    int order_started;      /* cf_acme_order accepted the order */
     int64_t prev_not_after; /* the replaced version's expiry, for alerts */
     int done;
 };
@@ -130,6 +131,9 @@ struct run {
     size_t hosts_left, certs_left;
     int finishing;
     int progress; /* draw a progress line on stderr */
+    size_t orders_inflight;      /* ACME orders under way (--acme-concurrency) */
+    struct rcert **order_queue;  /* certificates waiting for an order slot */
+    size_t n_order_queue, order_queue_head;
     cf_notify *events;
 };
 
@@ -1007,6 +1011,38 @@ struct ordctx {
 
 static void push_plan(struct rcert *c);
 
+static void order_start(struct rcert *c);
+
+/* An order slot came free: start the next waiting certificate. */
+static void order_slot_free(struct run *r)
+{
+    r->orders_inflight--;
+    while (r->order_queue_head < r->n_order_queue &&
+           r->orders_inflight < (size_t)r->o->acme_concurrency) {
+        struct rcert *next = r->order_queue[r->order_queue_head++];
+        r->orders_inflight++;
+        order_start(next);
+        if (!next->order_started)
+            r->orders_inflight--; /* failed before ordering: the slot is free */
+    }
+}
+
+/* All orders are in flight at once on the loop, bounded by
+ * --acme-concurrency so a large fleet does not trip the CA's limits. */
+static void cert_order(struct rcert *c)
+{
+    struct run *r = c->run;
+    if (r->orders_inflight < (size_t)r->o->acme_concurrency) {
+        r->orders_inflight++;
+        order_start(c);
+        if (!c->order_started)
+            order_slot_free(r);
+        return;
+    }
+    r->order_queue = cf_xrealloc(r->order_queue, (r->n_order_queue + 1) * sizeof *r->order_queue);
+    r->order_queue[r->n_order_queue++] = c;
+}
+
 static void on_ordered(int status, struct cf_acme_order_result *res, void *arg)
 {
     struct ordctx *oc = arg;
@@ -1014,6 +1050,7 @@ static void on_ordered(int status, struct cf_acme_order_result *res, void *arg)
     struct run *r = c->run;
     free(oc->replaces);
     free(oc);
+    order_slot_free(r);
     if (status != 0) {
         cert_fail(c, "%s", res && res->error ? res->error : cf_strerror(status));
         return;
@@ -1072,7 +1109,7 @@ static void on_ordered(int status, struct cf_acme_order_result *res, void *arg)
     push_plan(c);
 }
 
-static void cert_order(struct rcert *c)
+static void order_start(struct rcert *c)
 {
     struct run *r = c->run;
     char err[CF_ERRLEN] = "";
@@ -1122,7 +1159,9 @@ static void cert_order(struct rcert *c)
                                                                          : NULL,
         .solver = &oc->solver,
     };
+    c->order_started = 1;
     if (cf_acme_order(c->acme, &req, on_ordered, oc, err) != 0) {
+        c->order_started = 0;
         free(oc->replaces);
         free(oc);
         cert_fail(c, "%s", err);
@@ -1701,6 +1740,7 @@ static void run_release(struct run *r)
     }
     free(r->certs);
     free(r->hosts);
+    free(r->order_queue);
     cf_loader_release(&r->ld);
     if (r->role)
         cf_role_free(r->role);
