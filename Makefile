@@ -49,7 +49,12 @@ deps:
 # V=1 shows the full commands
 Q := $(if $(filter 1,$(V)),,@)
 
-certfleet: $(OBJS)
+# Switching between plain and SANITIZE=1 builds relinks ./certfleet.
+MODE_STAMP := build/mode-$(if $(filter 1,$(SANITIZE)),san,plain)
+$(MODE_STAMP):
+	@mkdir -p build && rm -f build/mode-* && touch $@
+
+certfleet: $(OBJS) $(MODE_STAMP)
 	@$(if $(Q),echo "  LINK $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(OBJS) $(PKG_LIBS) -lm
 

@@ -47,9 +47,9 @@ struct rcert;
 struct hostcert {
     struct rcert *cert;
     const struct cf_cert_entry *entry;
-    char *live_serial;                /* serial of live/<cert>/cert.pem; NULL = none */
-    int live_placeholder;             /* the live certificate is a placeholder */
-    char *prev_target[LIVE_FILES];    /* live link targets before this run's push */
+    char *live_serial;             /* serial of live/<cert>/cert.pem; NULL = none */
+    int live_placeholder;          /* the live certificate is a placeholder */
+    char *prev_target[LIVE_FILES]; /* live link targets before this run's push */
     int failed;
 };
 
@@ -99,7 +99,7 @@ struct rcert {
     int have_pems;
     size_t *targets; /* indices into hosts needing the new version */
     size_t n_targets, next_target, inflight, failed_hosts;
-    int stopped; /* max_fail_percentage reached */
+    int stopped;            /* max_fail_percentage reached */
     int renewed;            /* a new version was issued in this run */
     int order_started;      /* cf_acme_order accepted the order */
     int64_t prev_not_after; /* the replaced version's expiry, for alerts */
@@ -111,8 +111,8 @@ struct run {
     const struct cf_opts *o;
     enum cf_apply_mode mode;
     int check;
-    struct cf_loaded ld;        /* inventory, variables, configuration */
-    struct cf_fleet *fleet;     /* = ld.fleet */
+    struct cf_loaded ld;    /* inventory, variables, configuration */
+    struct cf_fleet *fleet; /* = ld.fleet */
     struct cf_role *role;
     struct cf_fleetq *fq;
     struct rhost *hosts;
@@ -130,9 +130,9 @@ struct run {
     struct cf_report report;
     size_t hosts_left, certs_left;
     int finishing;
-    int progress; /* draw a progress line on stderr */
-    size_t orders_inflight;      /* ACME orders under way (--acme-concurrency) */
-    struct rcert **order_queue;  /* certificates waiting for an order slot */
+    int progress;               /* draw a progress line on stderr */
+    size_t orders_inflight;     /* ACME orders under way (--acme-concurrency) */
+    struct rcert **order_queue; /* certificates waiting for an order slot */
     size_t n_order_queue, order_queue_head;
     cf_notify *events;
 };
@@ -225,8 +225,8 @@ static int load_config(struct run *r, char *err)
 static void setup_records(struct run *r)
 {
     for (size_t i = 0; i < r->n_hosts; i++)
-        r->hosts[i].rep = cf_report_add_host(&r->report, r->hosts[i].cfg->name,
-                                             cf_loader_group(&r->ld, i));
+        r->hosts[i].rep =
+            cf_report_add_host(&r->report, r->hosts[i].cfg->name, cf_loader_group(&r->ld, i));
     size_t nc = r->fleet ? r->fleet->n_certs : 0;
     r->certs = cf_xcalloc(nc ? nc : 1, sizeof *r->certs);
     r->n_certs = nc;
@@ -444,8 +444,7 @@ static void on_installed(struct cf_rbatch *b, int status, void *arg)
     struct rhost *h = p->h;
     const char *e = status ? cf_strerror(status) : batch_error(b, 0, cf_rbatch_count(b));
     if (e) {
-        cf_report_task(hrep(h), "prepare", "install first certificate", CF_TASK_FAILED, e, NULL,
-                       0);
+        cf_report_task(hrep(h), "prepare", "install first certificate", CF_TASK_FAILED, e, NULL, 0);
         struct cf_hostq *q = h->q;
         prep_free(p);
         host_prepared(h, 0);
@@ -485,8 +484,8 @@ static void prep_install(struct prep *p, cf_ssh *s)
         } else {
             what = "self-signed placeholder until the first certificate";
             rc = cf_x509_make_placeholder((const char *const *)hc->cert->fc->domains,
-                                          hc->cert->fc->n_domains, cf_now_ms() / 1000, &cert,
-                                          &key, &keylen, err);
+                                          hc->cert->fc->n_domains, cf_now_ms() / 1000, &cert, &key,
+                                          &keylen, err);
             if (rc == 0)
                 /* self-signed: its own chain, so ssl_trusted_certificate loads */
                 rc = add_version_writes(b, h, name, 0, cert, cert, cert, key, keylen, err);
@@ -659,7 +658,7 @@ static struct cf_acme *acme_for(struct run *r, struct rcert *c, char *err)
 {
     const struct cf_host_config *hc = c->fc->hosts[0];
     const char *url = r->o->server ? r->o->server : r->o->staging ? LE_STAGING : hc->acme_server;
-    const char *ca = r->o->ca_bundle ? r->o->ca_bundle
+    const char *ca = r->o->ca_bundle                               ? r->o->ca_bundle
                      : (hc->acme_ca_bundle && *hc->acme_ca_bundle) ? hc->acme_ca_bundle
                                                                    : NULL;
     for (size_t i = 0; i < r->n_acmes; i++)
@@ -776,8 +775,7 @@ static void tok_fail(struct tok *t, const char *fmt, ...)
 static char *token_path(const struct tokhost *th)
 {
     const struct hostcert *hc = th->t->c->hcs[th->idx];
-    return cf_asprintf("%s/.well-known/acme-challenge/%s", hc->entry->webroot.path,
-                       th->t->token);
+    return cf_asprintf("%s/.well-known/acme-challenge/%s", hc->entry->webroot.path, th->t->token);
 }
 
 static char *token_url(const struct tokhost *th)
@@ -794,8 +792,9 @@ static void on_token_fetched(int status, struct cf_http_response *resp, void *ar
     char *url = token_url(th);
     size_t klen = strlen(t->keyauth);
     if (status != 0)
-        tok_fail(t, "host '%s' cannot serve the token for '%s': %s (%s); check that nginx "
-                    "runs and includes the acme-challenge snippet",
+        tok_fail(t,
+                 "host '%s' cannot serve the token for '%s': %s (%s); check that nginx "
+                 "runs and includes the acme-challenge snippet",
                  th->h->cfg->name, t->identifier, url, resp ? resp->error : cf_strerror(status));
     else if (resp->status != 200 || resp->body_len < klen || memcmp(resp->body, t->keyauth, klen))
         tok_fail(t,
@@ -838,11 +837,8 @@ static void on_token_written(struct cf_rbatch *b, int status, void *arg)
     char host_hdr[300];
     snprintf(host_hdr, sizeof host_hdr, "Host: %s", t->identifier);
     const char *hdrs[] = {host_hdr, NULL};
-    struct cf_http_request req = {.method = "GET",
-                                  .url = url,
-                                  .headers = hdrs,
-                                  .timeout_ms = 10000,
-                                  .max_body = 64 * 1024};
+    struct cf_http_request req = {
+        .method = "GET", .url = url, .headers = hdrs, .timeout_ms = 10000, .max_body = 64 * 1024};
     int rc = cf_http_request(r->http, &req, on_token_fetched, th);
     free(url);
     if (rc != 0) {
@@ -868,9 +864,9 @@ static void job_token(struct cf_hostq *q, cf_ssh *s, int status, void *arg)
     }
     struct cf_rbatch *b = cf_rbatch_new();
     char *path = token_path(th);
-    int rc = t->cleanup ? cf_rbatch_remove(b, path, err)
-                        : cf_rbatch_write(b, path, t->keyauth, strlen(t->keyauth), 0644, NULL,
-                                          NULL, err);
+    int rc = t->cleanup
+                 ? cf_rbatch_remove(b, path, err)
+                 : cf_rbatch_write(b, path, t->keyauth, strlen(t->keyauth), 0644, NULL, NULL, err);
     free(path);
     if (rc < 0 || cf_hostq_remote(q, b, on_token_written, th) != 0) {
         cf_rbatch_free(b);
@@ -941,9 +937,9 @@ static void tok_dns(struct tok *t)
     char *name = cf_asprintf("_acme-challenge.%s", t->identifier);
     char *args[] = {(char *)hook, t->cleanup ? "del" : "add", name, t->dns_value, NULL};
     uv_process_options_t po = {0};
-    uv_stdio_container_t stdio[3] = {
-        {.flags = UV_IGNORE}, {.flags = UV_INHERIT_FD, .data.fd = 2},
-        {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
+                                     {.flags = UV_INHERIT_FD, .data.fd = 2},
+                                     {.flags = UV_INHERIT_FD, .data.fd = 2}};
     po.file = hook;
     po.args = args;
     po.exit_cb = on_hook_exit;
@@ -989,14 +985,14 @@ static void tok_begin(void *arg, const struct cf_acme_challenge *ch, cf_acme_sol
         tok_fanout(t);
 }
 
-static void solver_present(void *arg, const struct cf_acme_challenge *ch,
-                           cf_acme_solver_done done, void *ctx)
+static void solver_present(void *arg, const struct cf_acme_challenge *ch, cf_acme_solver_done done,
+                           void *ctx)
 {
     tok_begin(arg, ch, done, ctx, 0);
 }
 
-static void solver_cleanup(void *arg, const struct cf_acme_challenge *ch,
-                           cf_acme_solver_done done, void *ctx)
+static void solver_cleanup(void *arg, const struct cf_acme_challenge *ch, cf_acme_solver_done done,
+                           void *ctx)
 {
     tok_begin(arg, ch, done, ctx, 1);
 }
@@ -1069,11 +1065,11 @@ static void on_ordered(int status, struct cf_acme_order_result *res, void *arg)
         cert_fail(c, "the issued certificate failed its checks: %s", err);
         return;
     }
-    struct cf_store_params sp = {(const char *const *)c->fc->domains, c->fc->n_domains,
-                                 c->key_type, c->acme_url, cf_acme_account_url(c->acme)};
+    struct cf_store_params sp = {(const char *const *)c->fc->domains, c->fc->n_domains, c->key_type,
+                                 c->acme_url, cf_acme_account_url(c->acme)};
     int version = 0;
-    int rc = cf_store_add(&r->store, c->fc->cert_name, res->fullchain_pem, keypem, &sp, &version,
-                          err);
+    int rc =
+        cf_store_add(&r->store, c->fc->cert_name, res->fullchain_pem, keypem, &sp, &version, err);
     cf_secure_free(keypem, keylen);
     if (rc != 0) {
         cert_fail(c, "central store: %s", err);
@@ -1087,16 +1083,11 @@ static void on_ordered(int status, struct cf_acme_order_result *res, void *arg)
     cr->serial = cf_strdup(ci.serial_hex);
     cr->not_after = ci.not_after;
     if (r->have_db) {
-        struct cf_db_issuance is = {c->fc->cert_name,
-                                    (const char *const *)c->fc->domains,
-                                    c->fc->n_domains,
-                                    ci.serial_hex,
-                                    ci.not_before,
-                                    ci.not_after,
-                                    c->key_type,
-                                    version,
-                                    c->forced,
-                                    cf_now_ms() / 1000};
+        struct cf_db_issuance is = {c->fc->cert_name, (const char *const *)c->fc->domains,
+                                    c->fc->n_domains, ci.serial_hex,
+                                    ci.not_before,    ci.not_after,
+                                    c->key_type,      version,
+                                    c->forced,        cf_now_ms() / 1000};
         cf_db_add_issuance(&r->db, r->run_id, &is, err);
     }
     cf_cert_info_release(&ci);
@@ -1104,8 +1095,8 @@ static void on_ordered(int status, struct cf_acme_order_result *res, void *arg)
     c->renewed = 1;
     if (c->have_cur)
         cf_store_cert_release(&c->cur);
-    c->have_cur = cf_store_get(&r->store, c->fc->cert_name, &c->cur, err) == 0 &&
-                  c->cur.version > 0;
+    c->have_cur =
+        cf_store_get(&r->store, c->fc->cert_name, &c->cur, err) == 0 && c->cur.version > 0;
     push_plan(c);
 }
 
@@ -1118,8 +1109,9 @@ static void order_start(struct rcert *c)
     for (size_t k = 0; k < c->n_hosts; k++)
         ready += c->hosts[k] && c->hosts[k]->ready;
     if (c->fc->challenge == CF_CHALLENGE_HTTP01 && ready == 0) {
-        cert_fail(c, "no host of certificate '%s' is reachable and prepared: cannot answer "
-                     "http-01",
+        cert_fail(c,
+                  "no host of certificate '%s' is reachable and prepared: cannot answer "
+                  "http-01",
                   c->fc->cert_name);
         return;
     }
@@ -1155,8 +1147,8 @@ static void order_start(struct rcert *c)
         .challenge_type = cf_challenge_name(c->fc->challenge),
         .cert_key = c->key,
         .replaces = oc->replaces,
-        .preferred_chain = hc0->preferred_chain && *hc0->preferred_chain ? hc0->preferred_chain
-                                                                         : NULL,
+        .preferred_chain =
+            hc0->preferred_chain && *hc0->preferred_chain ? hc0->preferred_chain : NULL,
         .solver = &oc->solver,
     };
     c->order_started = 1;
@@ -1234,8 +1226,7 @@ static void on_locked(struct cf_store_lock_req *req, int status, const char *err
         return;
     }
     c->locked = !r->check;
-    c->have_cur = cf_store_get(&r->store, c->fc->cert_name, &c->cur, e) == 0 &&
-                  c->cur.version > 0;
+    c->have_cur = cf_store_get(&r->store, c->fc->cert_name, &c->cur, e) == 0 && c->cur.version > 0;
     /* Ask the CA's renewal window (ARI) first when it offers one; plan
      * never talks to the CA. */
     if (c->have_cur && !r->check && !r->o->force_renewal && c->acme && c->cur.cert_path) {
@@ -1381,8 +1372,8 @@ static void on_probed(const struct cf_probe_result *res, void *arg)
     if (--p->probes_left)
         return;
     if (p->probe_err[0]) {
-        char *why = cf_asprintf("reloaded, but the new certificate is not served: %s",
-                                p->probe_err);
+        char *why =
+            cf_asprintf("reloaded, but the new certificate is not served: %s", p->probe_err);
         push_rollback(p, why, 1);
         free(why);
         return;
@@ -1404,8 +1395,7 @@ static void push_prove(struct push *p)
     for (size_t i = 0; i < fc->n_domains; i++) {
         const char *d = fc->domains[i];
         /* a wildcard is proved with a name it covers */
-        p->snis[i] = !strncmp(d, "*.", 2) ? cf_asprintf("certfleet-probe.%s", d + 2)
-                                          : cf_strdup(d);
+        p->snis[i] = !strncmp(d, "*.", 2) ? cf_asprintf("certfleet-probe.%s", d + 2) : cf_strdup(d);
         p->preqs[i] = (struct cf_probe_req){.host = p->h->cfg->name,
                                             .address = p->h->cfg->address,
                                             .port = p->h->cfg->https_port,
@@ -1504,8 +1494,8 @@ static void job_push(struct cf_hostq *q, cf_ssh *s, int status, void *arg)
     }
     p->b = cf_rbatch_new();
     if (add_version_writes(p->b, p->h, c->fc->cert_name, c->pems.version, c->pems.cert,
-                           c->pems.chain, c->pems.fullchain, c->pems.privkey,
-                           c->pems.privkey_len, err) != 0) {
+                           c->pems.chain, c->pems.fullchain, c->pems.privkey, c->pems.privkey_len,
+                           err) != 0) {
         push_host_done(p, 0, err);
         return;
     }
@@ -1637,9 +1627,9 @@ static void push_plan(struct rcert *c)
         }
         if (r->check) {
             char *task = cf_asprintf("push certificate '%s'", c->fc->cert_name);
-            char *msg = cf_asprintf("would push version %d (serial %s), host has %s",
-                                    c->cur.version, serial,
-                                    hc->live_serial ? hc->live_serial : "none");
+            char *msg =
+                cf_asprintf("would push version %d (serial %s), host has %s", c->cur.version,
+                            serial, hc->live_serial ? hc->live_serial : "none");
             cf_report_task(hrep(h), "push", task, CF_TASK_CHANGED, msg, NULL, 0);
             free(task);
             free(msg);
@@ -1801,8 +1791,9 @@ int cf_apply_run(const struct cf_opts *o, enum cf_apply_mode mode, const char *c
     cf_report_init(&r.report, command, r.check, o->diff);
     r.events = cf_notify_new();
     if (o->n_inventories == 0) {
-        fprintf(stderr, "certfleet %s: no inventory given: use -i FILE|DIR (see 'certfleet %s "
-                        "--help')\n",
+        fprintf(stderr,
+                "certfleet %s: no inventory given: use -i FILE|DIR (see 'certfleet %s "
+                "--help')\n",
                 command, command);
         run_release(&r);
         return CF_EXIT_USAGE;
@@ -1819,8 +1810,9 @@ int cf_apply_run(const struct cf_opts *o, enum cf_apply_mode mode, const char *c
                      : cf_db_open(&r.db, o->state_dir, err)) == 0)
             r.have_db = 1;
     } else if (!r.check) {
-        fprintf(stderr, "certfleet %s: state directory '%s': %s (use --state-dir or "
-                        "CERTFLEET_STATE_DIR)\n",
+        fprintf(stderr,
+                "certfleet %s: state directory '%s': %s (use --state-dir or "
+                "CERTFLEET_STATE_DIR)\n",
                 command, o->state_dir, err);
         run_release(&r);
         return CF_EXIT_USAGE;

@@ -51,7 +51,7 @@ int cf_errf(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 extern int cf_verbosity;
 void cf_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define cf_debug(...) cf_log(2, __VA_ARGS__)
-#define cf_info(...) cf_log(1, __VA_ARGS__)
+#define cf_info(...)  cf_log(1, __VA_ARGS__)
 
 /* Colours on a terminal unless NO_COLOR is set (https://no-color.org). */
 int cf_use_color(int fd);

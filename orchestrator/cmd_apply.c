@@ -9,33 +9,36 @@
 
 #include <stdio.h>
 
-#define COMMON_OPTS                                                                           \
-    "  -i, --inventory FILE|DIR   inventory (INI or YAML, file or directory); repeatable\n"    \
-    "  -l, --limit PATTERN        Ansible host pattern: web, app*, web:&prod, web:!app4, a,b\n" \
-    "  -e, --extra-vars VARS      key=value, YAML/JSON text or @file; wins over all vars\n"     \
-    "      --forks N              hosts connected at once (default 50)\n"                       \
-    "      --timeout SEC          per-host connect/command timeout (default 30)\n"              \
-    "      --known-hosts FILE     known_hosts to check host keys against\n"                     \
-    "                             (default ~/.ssh/known_hosts)\n"                               \
-    "      --host-key-checking M  strict (default), accept-new or off\n"                        \
-    "      --state-dir DIR        central store (default /var/lib/certfleet,\n"                 \
-    "                             or $CERTFLEET_STATE_DIR)\n"                                   \
-    "      --force-renewal        issue again even when nothing is due\n"                       \
-    "      --server URL           ACME directory (default certbot_acme_server)\n"               \
-    "      --staging              Let's Encrypt's staging directory\n"                          \
-    "      --ca-bundle FILE       trust this CA for the ACME server (e.g. a test CA)\n"         \
-    "      --acme-concurrency N   orders in flight at once (default 10)\n"                      \
-    "      --lock-timeout SEC     wait this long for a certificate locked by another run\n"     \
-    "      --serial N             push to N hosts of a certificate at a time\n"                 \
-    "      --max-fail-percentage P  stop pushing once more than P%% of its hosts failed\n"      \
-    "      --verify-timeout SEC   how long to wait for the new serial to be served (20)\n"      \
-    "      --diff                 show unified diffs of changed files\n"                        \
-    "      --no-notify            do not send e-mail/webhook alerts\n"                          \
-    "      --output text|json     text lines and a recap (default), or one JSON document\n"     \
+#define COMMON_OPTS                                                                                \
+    "  -i, --inventory FILE|DIR   inventory (INI or YAML, file or directory); repeatable\n"        \
+    "  -l, --limit PATTERN        Ansible host pattern: web, app*, web:&prod, web:!app4, a,b\n"    \
+    "  -e, --extra-vars VARS      key=value, YAML/JSON text or @file; wins over all vars\n"        \
+    "      --forks N              hosts connected at once (default 50)\n"                          \
+    "      --timeout SEC          per-host connect/command timeout (default 30)\n"                 \
+    "      --known-hosts FILE     known_hosts to check host keys against\n"                        \
+    "                             (default ~/.ssh/known_hosts)\n"                                  \
+    "      --host-key-checking M  strict (default), accept-new or off\n"                           \
+    "      --state-dir DIR        central store (default /var/lib/certfleet,\n"                    \
+    "                             or $CERTFLEET_STATE_DIR)\n"                                      \
+    "      --force-renewal        issue again even when nothing is due\n"                          \
+    "      --server URL           ACME directory (default certbot_acme_server)\n"                  \
+    "      --staging              Let's Encrypt's staging directory\n"                             \
+    "      --ca-bundle FILE       trust this CA for the ACME server (e.g. a test CA)\n"            \
+    "      --acme-concurrency N   orders in flight at once (default 10)\n"                         \
+    "      --lock-timeout SEC     wait this long for a certificate locked by another run\n"        \
+    "      --serial N             push to N hosts of a certificate at a time\n"                    \
+    "      --max-fail-percentage P  stop pushing once more than P%% of its hosts failed\n"         \
+    "      --verify-timeout SEC   how long to wait for the new serial to be served (20)\n"         \
+    "      --diff                 show unified diffs of changed files\n"                           \
+    "      --no-notify            do not send e-mail/webhook alerts\n"                             \
+    "      --output text|json     text lines and a recap (default), or one JSON document\n"        \
     "  -v, --verbose              more detail on stderr (repeat for debug)\n"
 
-#define EXIT_CODES                                                                             \
-    "\nExit codes: 0 all good; 1 some host or certificate failed (the others were done);\n"  \
+#define CHECK_OPT                                                                                  \
+    "      --check                report what would change; write nothing, order nothing\n"
+
+#define EXIT_CODES                                                                                 \
+    "\nExit codes: 0 all good; 1 some host or certificate failed (the others were done);\n"        \
     "2 usage or configuration error (nothing touched); 3 --check/plan found changes.\n"
 
 static const char apply_usage[] =
@@ -45,9 +48,7 @@ static const char apply_usage[] =
     "links, deploy hooks), issues or renews each certificate once with ACME, pushes it to\n"
     "every host that serves it, tests nginx, reloads or rolls back, and proves over TLS\n"
     "that the new certificate is served.\n\n"
-    "options:\n" COMMON_OPTS "      --check                report what would change; write nothing, order nothing\n"
-    EXIT_CODES
-    "\nexamples:\n"
+    "options:\n" COMMON_OPTS CHECK_OPT EXIT_CODES "\nexamples:\n"
     "  certfleet apply -i inventory -l production\n"
     "  certfleet apply -i inventory -l 'web:!app4' --check --diff\n"
     "  certfleet apply -i inventory --output json > run.json\n";
@@ -59,9 +60,7 @@ static const char renew_usage[] =
     "changed, key type changed, within certbot_renewal_days, ARI window, --force-renewal),\n"
     "issue what is due, and push versions that hosts do not serve yet. No host\n"
     "preparation.\n\n"
-    "options:\n" COMMON_OPTS "      --check                report what would change; write nothing, order nothing\n"
-    EXIT_CODES
-    "\nexample:\n"
+    "options:\n" COMMON_OPTS CHECK_OPT EXIT_CODES "\nexample:\n"
     "  certfleet renew -i inventory --force-renewal -l app3,app4\n";
 
 static const char plan_usage[] =
@@ -70,11 +69,10 @@ static const char plan_usage[] =
     "The same as 'apply --check': connects to the hosts and shows, per task and per\n"
     "certificate, what apply would change and why. Writes nothing on the hosts or in the\n"
     "central store, places no ACME order. Exits 3 when something would change.\n\n"
-    "options:\n" COMMON_OPTS EXIT_CODES
-    "\nexample:\n"
+    "options:\n" COMMON_OPTS EXIT_CODES "\nexample:\n"
     "  certfleet plan -i inventory -l sandbox --diff\n";
 
-#define RUN_FAMILIES                                                                           \
+#define RUN_FAMILIES                                                                               \
     (CF_OPT_INVENTORY | CF_OPT_RUN | CF_OPT_ACME | CF_OPT_PUSH | CF_OPT_OUTPUT | CF_OPT_STATE)
 
 static int run(int argc, char **argv, const char *usage, enum cf_apply_mode mode)

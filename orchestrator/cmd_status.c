@@ -105,9 +105,9 @@ int cmd_status(int argc, char **argv)
 {
     struct cf_opts o;
     char err[CF_ERRLEN] = "";
-    int rc = cf_opts_parse(argc, argv,
-                           CF_OPT_INVENTORY | CF_OPT_OUTPUT | CF_OPT_STATUS | CF_OPT_STATE, usage,
-                           &o, err);
+    int rc =
+        cf_opts_parse(argc, argv, CF_OPT_INVENTORY | CF_OPT_OUTPUT | CF_OPT_STATUS | CF_OPT_STATE,
+                      usage, &o, err);
     if (rc == 1)
         return CF_EXIT_OK;
     if (rc != 0)
@@ -189,9 +189,8 @@ int cmd_status(int argc, char **argv)
     }
     cf_status_sort(rows, nt);
 
-    struct cf_status_meta meta = {.now = now,
-                                  .color = o.output_file ? 0 : cf_use_color(1),
-                                  .last_run_success = -1};
+    struct cf_status_meta meta = {
+        .now = now, .color = o.output_file ? 0 : cf_use_color(1), .last_run_success = -1};
     struct cf_db db;
     if (cf_db_open_readonly(&db, o.state_dir, err) == 0) {
         struct cf_db_run run;
@@ -203,10 +202,18 @@ int cmd_status(int argc, char **argv)
     }
     struct cf_buf out = CF_BUF_INIT;
     switch (o.output) {
-    case CF_OUT_JSON: cf_status_render_json(&out, rows, nt, &meta); break;
-    case CF_OUT_PROMETHEUS: cf_status_render_prometheus(&out, rows, nt, &meta); break;
-    case CF_OUT_HTML: cf_status_render_html(&out, rows, nt, &meta); break;
-    default: cf_status_render_text(&out, rows, nt, &meta); break;
+    case CF_OUT_JSON:
+        cf_status_render_json(&out, rows, nt, &meta);
+        break;
+    case CF_OUT_PROMETHEUS:
+        cf_status_render_prometheus(&out, rows, nt, &meta);
+        break;
+    case CF_OUT_HTML:
+        cf_status_render_html(&out, rows, nt, &meta);
+        break;
+    default:
+        cf_status_render_text(&out, rows, nt, &meta);
+        break;
     }
     if (o.output_file) {
         if (cf_write_file_atomic(o.output_file, out.data ? out.data : "", out.len, 0644) != 0) {

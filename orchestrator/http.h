@@ -23,22 +23,22 @@ int cf_http_new(uv_loop_t *loop, cf_http **out);
 void cf_http_free(cf_http *h);
 
 struct cf_http_request {
-    const char *method;          /* "GET", "POST", "HEAD" */
+    const char *method; /* "GET", "POST", "HEAD" */
     const char *url;
-    const void *body;            /* POST body or NULL */
+    const void *body; /* POST body or NULL */
     size_t body_len;
-    const char *const *headers;  /* NULL-terminated "Name: value" list, or NULL */
-    const char *ca_bundle;       /* CA file to trust instead of the system store, or NULL */
-    long timeout_ms;             /* 0 = 30 s */
-    size_t max_body;             /* 0 = 1 MiB; larger bodies fail with CF_EPROTO */
-    const char *resolve;         /* curl CURLOPT_RESOLVE entry "host:port:addr", or NULL */
+    const char *const *headers; /* NULL-terminated "Name: value" list, or NULL */
+    const char *ca_bundle;      /* CA file to trust instead of the system store, or NULL */
+    long timeout_ms;            /* 0 = 30 s */
+    size_t max_body;            /* 0 = 1 MiB; larger bodies fail with CF_EPROTO */
+    const char *resolve;        /* curl CURLOPT_RESOLVE entry "host:port:addr", or NULL */
 };
 
 struct cf_http_response {
-    long status;                 /* HTTP status, 0 when no response */
-    char *body;                  /* NUL-terminated */
+    long status; /* HTTP status, 0 when no response */
+    char *body;  /* NUL-terminated */
     size_t body_len;
-    char error[CF_ERRLEN];       /* transport failure detail, "" otherwise */
+    char error[CF_ERRLEN]; /* transport failure detail, "" otherwise */
 };
 
 /* cb runs with status 0 when a response arrived (any HTTP status), or

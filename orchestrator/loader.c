@@ -30,8 +30,8 @@ int cf_loader_load(const struct cf_opts *o, struct cf_loaded *l, char *err)
     l->cfg = cf_xcalloc(l->n ? l->n : 1, sizeof *l->cfg);
     for (size_t i = 0; i < l->n; i++) {
         const char *name = cf_inventory_host_name(l->inv, l->sel[i]);
-        if ((rc = cf_inventory_hostvars(l->inv, l->sel[i], cf_config_defaults(), extra,
-                                        &l->vars[i], err)) != 0)
+        if ((rc = cf_inventory_hostvars(l->inv, l->sel[i], cf_config_defaults(), extra, &l->vars[i],
+                                        err)) != 0)
             goto out;
         if ((rc = cf_config_host(name, l->vars[i], &l->cfg[i], err)) != 0)
             goto out;

@@ -12,9 +12,31 @@
 #include <string.h>
 
 enum {
-    O_CHECK = 256, O_DIFF, O_FORKS, O_FORCE, O_OUTPUT, O_TIMEOUT, O_KNOWN, O_HKC,
-    O_STATE, O_LOCKTO, O_SERVER, O_STAGING, O_CABUNDLE, O_ACMECONC, O_SERIAL, O_MAXFAIL,
-    O_VERIFYTO, O_WARN, O_OUTFILE, O_LIST, O_GRAPH, O_HOST, O_INSTALL, O_PRINT, O_NONOTIFY,
+    O_CHECK = 256,
+    O_DIFF,
+    O_FORKS,
+    O_FORCE,
+    O_OUTPUT,
+    O_TIMEOUT,
+    O_KNOWN,
+    O_HKC,
+    O_STATE,
+    O_LOCKTO,
+    O_SERVER,
+    O_STAGING,
+    O_CABUNDLE,
+    O_ACMECONC,
+    O_SERIAL,
+    O_MAXFAIL,
+    O_VERIFYTO,
+    O_WARN,
+    O_OUTFILE,
+    O_LIST,
+    O_GRAPH,
+    O_HOST,
+    O_INSTALL,
+    O_PRINT,
+    O_NONOTIFY,
 };
 
 struct optdef {
@@ -65,8 +87,8 @@ static int parse_int(const char *name, const char *v, int lo, int hi, int *out, 
     return 0;
 }
 
-int cf_opts_parse(int argc, char **argv, unsigned families, const char *usage,
-                  struct cf_opts *o, char *err)
+int cf_opts_parse(int argc, char **argv, unsigned families, const char *usage, struct cf_opts *o,
+                  char *err)
 {
     struct option longopts[NDEFS + 4];
     int n = 0;
@@ -105,24 +127,40 @@ int cf_opts_parse(int argc, char **argv, unsigned families, const char *usage,
         case 'h':
             fputs(usage, stdout);
             return 1;
-        case 'v': cf_verbosity++; break;
+        case 'v':
+            cf_verbosity++;
+            break;
         case 'i':
             if (o->n_inventories == CF_MAX_MULTI)
                 return cf_errf(err, "too many -i options");
             o->inventories[o->n_inventories++] = optarg;
             break;
-        case 'l': o->limit = optarg; break;
+        case 'l':
+            o->limit = optarg;
+            break;
         case 'e':
             if (o->n_extra_vars == CF_MAX_MULTI)
                 return cf_errf(err, "too many -e options");
             o->extra_vars[o->n_extra_vars++] = optarg;
             break;
-        case O_CHECK: o->check = 1; break;
-        case O_DIFF: o->diff = 1; break;
-        case O_FORKS: rc = parse_int(name, optarg, 1, 10000, &o->forks, err); break;
-        case O_FORCE: o->force_renewal = 1; break;
-        case O_TIMEOUT: rc = parse_int(name, optarg, 1, 86400, &o->timeout_s, err); break;
-        case O_KNOWN: o->known_hosts = optarg; break;
+        case O_CHECK:
+            o->check = 1;
+            break;
+        case O_DIFF:
+            o->diff = 1;
+            break;
+        case O_FORKS:
+            rc = parse_int(name, optarg, 1, 10000, &o->forks, err);
+            break;
+        case O_FORCE:
+            o->force_renewal = 1;
+            break;
+        case O_TIMEOUT:
+            rc = parse_int(name, optarg, 1, 86400, &o->timeout_s, err);
+            break;
+        case O_KNOWN:
+            o->known_hosts = optarg;
+            break;
         case O_HKC:
             if (!strcmp(optarg, "strict") || !strcmp(optarg, "yes"))
                 o->hostkey_mode = CF_HOSTKEY_STRICT;
@@ -136,18 +174,42 @@ int cf_opts_parse(int argc, char **argv, unsigned families, const char *usage,
                              "accept-new or off",
                              optarg);
             break;
-        case O_NONOTIFY: o->no_notify = 1; break;
-        case O_STATE: o->state_dir = optarg; break;
-        case O_LOCKTO: rc = parse_int(name, optarg, 0, 86400, &o->lock_timeout_s, err); break;
-        case O_SERVER: o->server = optarg; break;
-        case O_STAGING: o->staging = 1; break;
-        case O_CABUNDLE: o->ca_bundle = optarg; break;
-        case O_ACMECONC: rc = parse_int(name, optarg, 1, 1000, &o->acme_concurrency, err); break;
-        case O_SERIAL: rc = parse_int(name, optarg, 0, 100000, &o->serial, err); break;
-        case O_MAXFAIL: rc = parse_int(name, optarg, 0, 100, &o->max_fail_pct, err); break;
-        case O_VERIFYTO: rc = parse_int(name, optarg, 1, 3600, &o->verify_timeout_s, err); break;
-        case O_WARN: rc = parse_int(name, optarg, 0, 3650, &o->warn_days, err); break;
-        case O_OUTFILE: o->output_file = optarg; break;
+        case O_NONOTIFY:
+            o->no_notify = 1;
+            break;
+        case O_STATE:
+            o->state_dir = optarg;
+            break;
+        case O_LOCKTO:
+            rc = parse_int(name, optarg, 0, 86400, &o->lock_timeout_s, err);
+            break;
+        case O_SERVER:
+            o->server = optarg;
+            break;
+        case O_STAGING:
+            o->staging = 1;
+            break;
+        case O_CABUNDLE:
+            o->ca_bundle = optarg;
+            break;
+        case O_ACMECONC:
+            rc = parse_int(name, optarg, 1, 1000, &o->acme_concurrency, err);
+            break;
+        case O_SERIAL:
+            rc = parse_int(name, optarg, 0, 100000, &o->serial, err);
+            break;
+        case O_MAXFAIL:
+            rc = parse_int(name, optarg, 0, 100, &o->max_fail_pct, err);
+            break;
+        case O_VERIFYTO:
+            rc = parse_int(name, optarg, 1, 3600, &o->verify_timeout_s, err);
+            break;
+        case O_WARN:
+            rc = parse_int(name, optarg, 0, 3650, &o->warn_days, err);
+            break;
+        case O_OUTFILE:
+            o->output_file = optarg;
+            break;
         case O_OUTPUT: {
             unsigned ok = families & (CF_OPT_STATUS | CF_OPT_RUN | CF_OPT_STATE);
             if (!strcmp(optarg, "text"))
@@ -165,11 +227,21 @@ int cf_opts_parse(int argc, char **argv, unsigned families, const char *usage,
             (void)ok;
             break;
         }
-        case O_LIST: o->list = 1; break;
-        case O_GRAPH: o->graph = 1; break;
-        case O_HOST: o->host = optarg; break;
-        case O_INSTALL: o->install = 1; break;
-        case O_PRINT: o->print = 1; break;
+        case O_LIST:
+            o->list = 1;
+            break;
+        case O_GRAPH:
+            o->graph = 1;
+            break;
+        case O_HOST:
+            o->host = optarg;
+            break;
+        case O_INSTALL:
+            o->install = 1;
+            break;
+        case O_PRINT:
+            o->print = 1;
+            break;
         case ':':
             return cf_errf(err, "option '%s' needs a value", argv[optind - 1]);
         case '?':

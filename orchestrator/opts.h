@@ -22,19 +22,19 @@ struct cf_opts {
     int forks;         /* --forks, default 50 */
     int force_renewal; /* --force-renewal */
     enum cf_output output;
-    int timeout_s;     /* --timeout, default 30 */
+    int timeout_s; /* --timeout, default 30 */
     const char *known_hosts;
     enum cf_hostkey_mode hostkey_mode;
     const char *state_dir; /* --state-dir or $CERTFLEET_STATE_DIR */
     int lock_timeout_s;
-    const char *server;    /* --server URL */
-    int staging;           /* --staging */
-    const char *ca_bundle; /* --ca-bundle FILE */
-    int acme_concurrency;  /* default 10 */
-    int serial;            /* --serial N, 0 = all at once */
-    int max_fail_pct;      /* --max-fail-percentage, -1 = unset */
-    int verify_timeout_s;  /* default 20 */
-    int warn_days;         /* --warn-days, -1 = unset */
+    const char *server;      /* --server URL */
+    int staging;             /* --staging */
+    const char *ca_bundle;   /* --ca-bundle FILE */
+    int acme_concurrency;    /* default 10 */
+    int serial;              /* --serial N, 0 = all at once */
+    int max_fail_pct;        /* --max-fail-percentage, -1 = unset */
+    int verify_timeout_s;    /* default 20 */
+    int warn_days;           /* --warn-days, -1 = unset */
     const char *output_file; /* --output-file (html/prometheus) */
     /* inventory command */
     int list;
@@ -67,7 +67,7 @@ enum {
 /* Parse argv (argv[0] is the command name) into o. Returns 0, 1 when
  * --help was asked for (usage already printed to stdout), or CF_EINVAL
  * with one line in err naming the bad argument. */
-int cf_opts_parse(int argc, char **argv, unsigned families, const char *usage,
-                  struct cf_opts *o, char *err);
+int cf_opts_parse(int argc, char **argv, unsigned families, const char *usage, struct cf_opts *o,
+                  char *err);
 
 #endif

@@ -10,11 +10,11 @@
 #include <string.h>
 #include <time.h>
 
-#define C_RESET "\033[0m"
-#define C_GREEN "\033[32m"
+#define C_RESET  "\033[0m"
+#define C_GREEN  "\033[32m"
 #define C_YELLOW "\033[33m"
-#define C_RED "\033[31m"
-#define C_CYAN "\033[36m"
+#define C_RED    "\033[31m"
+#define C_CYAN   "\033[36m"
 
 void cf_report_init(struct cf_report *r, const char *command, int check, int diff)
 {
@@ -91,10 +91,18 @@ void cf_report_task(struct cf_host_report *h, const char *phase, const char *nam
     t->diff = diff && *diff ? cf_strdup(diff) : NULL;
     t->ms = ms;
     switch (st) {
-    case CF_TASK_OK: h->ok++; break;
-    case CF_TASK_CHANGED: h->changed++; break;
-    case CF_TASK_FAILED: h->failed++; break;
-    case CF_TASK_SKIPPED: h->skipped++; break;
+    case CF_TASK_OK:
+        h->ok++;
+        break;
+    case CF_TASK_CHANGED:
+        h->changed++;
+        break;
+    case CF_TASK_FAILED:
+        h->failed++;
+        break;
+    case CF_TASK_SKIPPED:
+        h->skipped++;
+        break;
     }
 }
 
@@ -142,10 +150,14 @@ void cf_report_note(struct cf_report *r, const char *fmt, ...)
 static const char *status_word(enum cf_task_status st, int check)
 {
     switch (st) {
-    case CF_TASK_OK: return "ok";
-    case CF_TASK_CHANGED: return check ? "would change" : "changed";
-    case CF_TASK_FAILED: return "failed";
-    case CF_TASK_SKIPPED: return "skipped";
+    case CF_TASK_OK:
+        return "ok";
+    case CF_TASK_CHANGED:
+        return check ? "would change" : "changed";
+    case CF_TASK_FAILED:
+        return "failed";
+    case CF_TASK_SKIPPED:
+        return "skipped";
     }
     return "?";
 }
@@ -153,10 +165,14 @@ static const char *status_word(enum cf_task_status st, int check)
 static const char *status_color(enum cf_task_status st)
 {
     switch (st) {
-    case CF_TASK_OK: return C_GREEN;
-    case CF_TASK_CHANGED: return C_YELLOW;
-    case CF_TASK_FAILED: return C_RED;
-    case CF_TASK_SKIPPED: return C_CYAN;
+    case CF_TASK_OK:
+        return C_GREEN;
+    case CF_TASK_CHANGED:
+        return C_YELLOW;
+    case CF_TASK_FAILED:
+        return C_RED;
+    case CF_TASK_SKIPPED:
+        return C_CYAN;
     }
     return "";
 }
@@ -167,8 +183,7 @@ void cf_report_print_host(FILE *f, const struct cf_report *r, const struct cf_ho
     for (size_t i = 0; i < h->n_tasks; i++) {
         const struct cf_task_report *t = &h->tasks[i];
         fprintf(f, "%s%s: [%s]%s %s | %s", color ? status_color(t->status) : "",
-                status_word(t->status, r->check), h->name, color ? C_RESET : "", t->phase,
-                t->name);
+                status_word(t->status, r->check), h->name, color ? C_RESET : "", t->phase, t->name);
         if (t->msg)
             fprintf(f, " => %s", t->msg);
         fputc('\n', f);
@@ -265,7 +280,8 @@ json_t *cf_report_json(const struct cf_report *r)
         json_object_set_new(ho, "ok", json_integer(h->ok));
         json_object_set_new(ho, "changed", json_integer(h->changed));
         json_object_set_new(ho, "unreachable", json_boolean(h->unreachable));
-        json_object_set_new(ho, "failed", json_integer(h->failed + (h->error && !h->failed && !h->unreachable)));
+        json_object_set_new(ho, "failed",
+                            json_integer(h->failed + (h->error && !h->failed && !h->unreachable)));
         json_object_set_new(ho, "skipped", json_integer(h->skipped));
         json_object_set_new(ho, "error", h->error ? json_string(h->error) : json_null());
         json_object_set_new(hosts, h->name, ho);
@@ -281,7 +297,8 @@ json_t *cf_report_json(const struct cf_report *r)
         json_object_set_new(co, "issued", json_boolean(c->issued));
         json_object_set_new(co, "failed", json_boolean(c->failed));
         json_object_set_new(co, "serial", c->serial ? json_string(c->serial) : json_null());
-        json_object_set_new(co, "not_after", c->not_after ? json_integer(c->not_after) : json_null());
+        json_object_set_new(co, "not_after",
+                            c->not_after ? json_integer(c->not_after) : json_null());
         json_object_set_new(co, "error", c->error ? json_string(c->error) : json_null());
         json_object_set_new(co, "hosts_total", json_integer(c->hosts_total));
         json_object_set_new(co, "hosts_ok", json_integer(c->hosts_ok));

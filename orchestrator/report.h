@@ -36,8 +36,8 @@ struct cf_host_report {
 
 struct cf_cert_report {
     char *name;
-    char *domains; /* comma-joined */
-    char *decision;  /* "none", "issue", "renew", "reissue", "refused" */
+    char *domains;  /* comma-joined */
+    char *decision; /* "none", "issue", "renew", "reissue", "refused" */
     char *reason;
     int failed;
     int issued;
@@ -74,7 +74,8 @@ void cf_report_unreachable(struct cf_host_report *h, const char *error);
 void cf_report_host_failed(struct cf_host_report *h, const char *error);
 
 struct cf_cert_report *cf_report_cert(struct cf_report *r, const char *name, const char *domains);
-void cf_report_note(struct cf_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cf_report_note(struct cf_report *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Print one host's task lines ("changed: [h1] prepare | webroot ...") as it
  * finishes; with colours when color is set. */

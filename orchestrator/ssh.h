@@ -24,7 +24,7 @@ struct cf_ssh_config {
     const char *key_file;    /* ansible_ssh_private_key_file; NULL = agent, ~/.ssh/id_* */
     const char *known_hosts; /* NULL = ~/.ssh/known_hosts */
     enum cf_hostkey_mode hostkey_mode;
-    unsigned timeout_ms;     /* limit for connect+auth, and for each command */
+    unsigned timeout_ms; /* limit for connect+auth, and for each command */
 };
 
 typedef struct cf_ssh cf_ssh;
@@ -38,8 +38,7 @@ struct cf_ssh_result {
 };
 
 typedef void (*cf_ssh_cb)(cf_ssh *s, int status, void *arg);
-typedef void (*cf_ssh_exec_cb)(cf_ssh *s, int status, const struct cf_ssh_result *res,
-                               void *arg);
+typedef void (*cf_ssh_exec_cb)(cf_ssh *s, int status, const struct cf_ssh_result *res, void *arg);
 
 /* Start connecting. cb runs once with 0 or a CF_E* code (CF_ECONNECT,
  * CF_ETIMEDOUT, CF_EHOSTKEY, CF_EAUTH, CF_EPROTO).  *out is set before
@@ -52,8 +51,8 @@ int cf_ssh_connect(uv_loop_t *loop, const struct cf_ssh_config *cfg, cf_ssh **ou
  * feeding in/in_len on stdin then EOF, capturing stdout and stderr (each
  * capped at 16 MiB).  status is 0 when the command ran (whatever its exit
  * status), CF_ETIMEDOUT, or another CF_E* when the session broke. */
-int cf_ssh_exec(cf_ssh *s, const char *command, const void *in, size_t in_len,
-                cf_ssh_exec_cb cb, void *arg);
+int cf_ssh_exec(cf_ssh *s, const char *command, const void *in, size_t in_len, cf_ssh_exec_cb cb,
+                void *arg);
 
 /* The last failure's human message, e.g. "host key for h1 (127.0.1.1:2222)
  * changed: SHA256:... ; remove the old entry from ~/.ssh/known_hosts". "" when none. */

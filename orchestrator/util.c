@@ -23,22 +23,38 @@ int cf_verbosity = 0;
 const char *cf_strerror(int code)
 {
     switch (code) {
-    case CF_OK: return "success";
-    case CF_EINVAL: return "invalid input";
-    case CF_ENOMEM: return "out of memory";
-    case CF_EIO: return "i/o error";
-    case CF_ETIMEDOUT: return "timed out";
-    case CF_EAUTH: return "authentication failed";
-    case CF_EHOSTKEY: return "host key verification failed";
-    case CF_ECONNECT: return "connection failed";
-    case CF_EPROTO: return "protocol error";
-    case CF_ENOENT: return "not found";
-    case CF_ELOCKED: return "locked by another run";
-    case CF_ECANCELED: return "canceled";
-    case CF_EACME: return "acme server error";
-    case CF_EREMOTE: return "remote command failed";
-    case CF_ELIMIT: return "rate limit";
-    default: return "unknown error";
+    case CF_OK:
+        return "success";
+    case CF_EINVAL:
+        return "invalid input";
+    case CF_ENOMEM:
+        return "out of memory";
+    case CF_EIO:
+        return "i/o error";
+    case CF_ETIMEDOUT:
+        return "timed out";
+    case CF_EAUTH:
+        return "authentication failed";
+    case CF_EHOSTKEY:
+        return "host key verification failed";
+    case CF_ECONNECT:
+        return "connection failed";
+    case CF_EPROTO:
+        return "protocol error";
+    case CF_ENOENT:
+        return "not found";
+    case CF_ELOCKED:
+        return "locked by another run";
+    case CF_ECANCELED:
+        return "canceled";
+    case CF_EACME:
+        return "acme server error";
+    case CF_EREMOTE:
+        return "remote command failed";
+    case CF_ELIMIT:
+        return "rate limit";
+    default:
+        return "unknown error";
     }
 }
 

@@ -14,7 +14,10 @@ struct cf_buf {
     size_t len;
     size_t cap;
 };
-#define CF_BUF_INIT {NULL, 0, 0}
+#define CF_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 int cf_buf_append(struct cf_buf *b, const void *p, size_t n);
 int cf_buf_puts(struct cf_buf *b, const char *s);

@@ -28,8 +28,7 @@ static void test_opts_defaults_and_values(void **state)
     struct cf_opts o;
     char err[CF_ERRLEN] = "";
     assert_int_equal(parse(CF_OPT_INVENTORY | CF_OPT_RUN, err, &o, "apply", "-i", "inv", "-i",
-                           "inv2", "-l", "web:!app4", "-e", "a=1", "--forks", "7", "--check",
-                           NULL),
+                           "inv2", "-l", "web:!app4", "-e", "a=1", "--forks", "7", "--check", NULL),
                      0);
     assert_int_equal(o.n_inventories, 2);
     assert_string_equal(o.inventories[1], "inv2");
@@ -66,9 +65,8 @@ static void test_opts_output_formats(void **state)
 {
     struct cf_opts o;
     char err[CF_ERRLEN] = "";
-    assert_int_equal(parse(CF_OPT_OUTPUT | CF_OPT_STATUS, err, &o, "status", "--output",
-                           "prometheus", NULL),
-                     0);
+    assert_int_equal(
+        parse(CF_OPT_OUTPUT | CF_OPT_STATUS, err, &o, "status", "--output", "prometheus", NULL), 0);
     assert_int_equal(o.output, CF_OUT_PROMETHEUS);
     assert_int_equal(parse(CF_OPT_OUTPUT | CF_OPT_RUN, err, &o, "apply", "--output", "html", NULL),
                      CF_EINVAL);
@@ -106,9 +104,8 @@ static void test_report_json_shape(void **state)
     c->failed = 1;
     c->error = strdup("acme: unauthorized");
     json_t *j = cf_report_json(&r);
-    json_t *t = json_array_get(json_object_get(json_object_get(json_object_get(j, "hosts"), "h1"),
-                                               "tasks"),
-                               0);
+    json_t *t = json_array_get(
+        json_object_get(json_object_get(json_object_get(j, "hosts"), "h1"), "tasks"), 0);
     assert_string_equal(json_string_value(json_object_get(t, "status")), "changed");
     assert_true(json_is_true(json_object_get(t, "changed")));
     assert_int_equal(json_integer_value(json_object_get(t, "duration_ms")), 3);
