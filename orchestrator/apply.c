@@ -735,7 +735,16 @@ struct tokhost {
     size_t idx; /* host index within the certificate */
     struct cf_rbatch *b;
     struct cf_hostq *q;
+    int attempts;     /* HTTP fetches of the token so far */
+    uv_timer_t retry; /* between fetches; closed before th is freed */
 };
+
+/* A reload (HUP) lets old and new nginx workers accept side by side for a
+ * moment, so one fetch may meet the old configuration: try a few times. */
+#define TOKEN_FETCH_ATTEMPTS 10
+#define TOKEN_FETCH_RETRY_MS 200
+
+static int token_fetch(struct tokhost *th);
 
 static void tok_free(struct tok *t)
 {
@@ -785,27 +794,69 @@ static char *token_url(const struct tokhost *th)
                        th->t->token);
 }
 
+static void on_retry_closed(uv_handle_t *hd)
+{
+    struct tokhost *th = hd->data;
+    struct tok *t = th->t;
+    free(th);
+    tok_settle(t);
+}
+
+static void on_retry(uv_timer_t *tm)
+{
+    struct tokhost *th = tm->data;
+    if (token_fetch(th) != 0) {
+        tok_fail(th->t, "host '%s': could not start fetching the token", th->h->cfg->name);
+        uv_close((uv_handle_t *)&th->retry, on_retry_closed);
+    }
+}
+
 static void on_token_fetched(int status, struct cf_http_response *resp, void *arg)
 {
     struct tokhost *th = arg;
     struct tok *t = th->t;
-    char *url = token_url(th);
     size_t klen = strlen(t->keyauth);
-    if (status != 0)
-        tok_fail(t,
-                 "host '%s' cannot serve the token for '%s': %s (%s); check that nginx "
-                 "runs and includes the acme-challenge snippet",
-                 th->h->cfg->name, t->identifier, url, resp ? resp->error : cf_strerror(status));
-    else if (resp->status != 200 || resp->body_len < klen || memcmp(resp->body, t->keyauth, klen))
-        tok_fail(t,
-                 "host '%s' cannot serve the token for '%s': %s answered HTTP %ld%s; check "
-                 "that nginx serves /.well-known/acme-challenge/ from '%s'",
-                 th->h->cfg->name, t->identifier, url, resp->status,
-                 resp->status == 200 ? " with other content" : "",
-                 t->c->hcs[th->idx]->entry->webroot.raw);
+    int good = status == 0 && resp->status == 200 && resp->body_len >= klen &&
+               memcmp(resp->body, t->keyauth, klen) == 0;
+    if (!good && th->attempts < TOKEN_FETCH_ATTEMPTS) {
+        uv_timer_start(&th->retry, on_retry, TOKEN_FETCH_RETRY_MS, 0);
+        return;
+    }
+    if (!good) {
+        char *url = token_url(th);
+        if (status != 0)
+            tok_fail(t,
+                     "host '%s' cannot serve the token for '%s': %s (%s); check that nginx "
+                     "runs and includes the acme-challenge snippet",
+                     th->h->cfg->name, t->identifier, url,
+                     resp ? resp->error : cf_strerror(status));
+        else
+            tok_fail(t,
+                     "host '%s' cannot serve the token for '%s': %s answered HTTP %ld%s; check "
+                     "that nginx serves /.well-known/acme-challenge/ from '%s'",
+                     th->h->cfg->name, t->identifier, url, resp->status,
+                     resp->status == 200 ? " with other content" : "",
+                     t->c->hcs[th->idx]->entry->webroot.raw);
+        free(url);
+    }
+    uv_close((uv_handle_t *)&th->retry, on_retry_closed);
+}
+
+/* Fetch the token back the way the CA will, so a host that cannot serve
+ * it fails here with its name and URL instead of as an opaque CA error. */
+static int token_fetch(struct tokhost *th)
+{
+    struct run *r = th->t->c->run;
+    char *url = token_url(th);
+    char host_hdr[300];
+    snprintf(host_hdr, sizeof host_hdr, "Host: %s", th->t->identifier);
+    const char *hdrs[] = {host_hdr, NULL};
+    struct cf_http_request req = {
+        .method = "GET", .url = url, .headers = hdrs, .timeout_ms = 10000, .max_body = 64 * 1024};
+    th->attempts++;
+    int rc = cf_http_request(r->http, &req, on_token_fetched, th);
     free(url);
-    free(th);
-    tok_settle(t);
+    return rc;
 }
 
 static void on_token_written(struct cf_rbatch *b, int status, void *arg)
@@ -831,20 +882,11 @@ static void on_token_written(struct cf_rbatch *b, int status, void *arg)
         return;
     }
     cf_hostq_done(q);
-    /* Fetch it back the way the CA will, so a host that cannot serve it
-     * fails here with its name and URL instead of as an opaque CA error. */
-    char *url = token_url(th);
-    char host_hdr[300];
-    snprintf(host_hdr, sizeof host_hdr, "Host: %s", t->identifier);
-    const char *hdrs[] = {host_hdr, NULL};
-    struct cf_http_request req = {
-        .method = "GET", .url = url, .headers = hdrs, .timeout_ms = 10000, .max_body = 64 * 1024};
-    int rc = cf_http_request(r->http, &req, on_token_fetched, th);
-    free(url);
-    if (rc != 0) {
+    uv_timer_init(&r->loop, &th->retry);
+    th->retry.data = th;
+    if (token_fetch(th) != 0) {
         tok_fail(t, "host '%s': could not start fetching the token", th->h->cfg->name);
-        free(th);
-        tok_settle(t);
+        uv_close((uv_handle_t *)&th->retry, on_retry_closed);
     }
 }
 

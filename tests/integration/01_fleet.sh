@@ -120,6 +120,12 @@ for _ in $(seq 1 100); do # HUP is asynchronous: wait (<= 5 s) for the snippet
     sleep 0.05
 done
 is "h1 serves its webroot's acme-challenge directory after reload" "$got" probe
+# ...and until the old worker has left: after a HUP, old and new workers
+# both accept for a moment, and pebble must not meet the old configuration
+for _ in $(seq 1 100); do
+    [ "$(pgrep -P "$(cat "$R1/run/nginx.pid")" | wc -l)" = 1 ] && break
+    sleep 0.05
+done
 out=$(/usr/bin/python3 "$FLEET/lib/acme_check.py" "$FLEET_ACME" "$FLEET_CA" "$DIR/h1-issued" \
     "$R1/var/www/letsencrypt" h1.fleet.test 2>&1)
 like "pebble validates h1.fleet.test over HTTP-01 against h1 and issues" "$out" "issued"
