@@ -691,6 +691,22 @@ static struct cf_acme *acme_for(struct run *r, struct rcert *c, char *err)
     return a;
 }
 
+/* Load the store's current version of the certificate into c->cur; a
+ * certificate the store does not have yet leaves have_cur 0. */
+static void cert_load_current(struct rcert *c)
+{
+    char err[CF_ERRLEN];
+    if (c->have_cur)
+        cf_store_cert_release(&c->cur);
+    c->have_cur = 0;
+    if (cf_store_get(&c->run->store, c->fc->cert_name, &c->cur, err) != 0)
+        return;
+    if (c->cur.version > 0)
+        c->have_cur = 1;
+    else
+        cf_store_cert_release(&c->cur);
+}
+
 static void cert_fail(struct rcert *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void cert_fail(struct rcert *c, const char *fmt, ...)
 {
@@ -1135,10 +1151,7 @@ static void on_ordered(int status, struct cf_acme_order_result *res, void *arg)
     cf_cert_info_release(&ci);
     c->prev_not_after = c->have_cur && c->cur.have_info ? c->cur.info.not_after : 0;
     c->renewed = 1;
-    if (c->have_cur)
-        cf_store_cert_release(&c->cur);
-    c->have_cur =
-        cf_store_get(&r->store, c->fc->cert_name, &c->cur, err) == 0 && c->cur.version > 0;
+    cert_load_current(c);
     push_plan(c);
 }
 
@@ -1268,7 +1281,7 @@ static void on_locked(struct cf_store_lock_req *req, int status, const char *err
         return;
     }
     c->locked = !r->check;
-    c->have_cur = cf_store_get(&r->store, c->fc->cert_name, &c->cur, e) == 0 && c->cur.version > 0;
+    cert_load_current(c);
     /* Ask the CA's renewal window (ARI) first when it offers one; plan
      * never talks to the CA. */
     if (c->have_cur && !r->check && !r->o->force_renewal && c->acme && c->cur.cert_path) {
