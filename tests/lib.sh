@@ -14,7 +14,7 @@ not_ok() {
 check() { local d=$1; shift; if "$@" >/tmp/cf-check.$$ 2>&1; then ok "$d"; else not_ok "$d" "$(tail -20 /tmp/cf-check.$$)"; fi; rm -f /tmp/cf-check.$$; }
 # is "desc" got want
 is() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got:  $2
-want: $3"; fi; }
+want: $3"; return 1; fi; }
 # like "desc" text regex
 like() { if printf '%s' "$2" | grep -qE -- "$3"; then ok "$1"; else not_ok "$1" "text: $(printf '%s' "$2" | head -20)
 does not match: $3"; fi; }
