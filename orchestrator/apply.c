@@ -313,7 +313,9 @@ static int add_version_writes(struct cf_rbatch *b, const struct rhost *h, const 
     }
     for (int i = 0; rc == 0 && i < LIVE_FILES; i++) {
         char *p = live_path(h, cert, live_names[i]);
-        char *t = archive_path(h, cert, live_names[i], version);
+        /* relative, as certbot makes them: the layout stays valid wherever
+         * the tree is mounted or copied */
+        char *t = cf_asprintf("../../archive/%s/%s%d.pem", cert, live_names[i], version);
         if (cf_rbatch_symlink(b, p, t, err) < 0)
             rc = CF_EINVAL;
         free(p);

@@ -382,9 +382,22 @@ int cf_rbatch_write(struct cf_rbatch *b, const char *path, const void *data, siz
 
 int cf_rbatch_symlink(struct cf_rbatch *b, const char *path, const char *target, char *err)
 {
-    if (cf_remote_check_path(path, "symlink", err) != 0 ||
-        cf_remote_check_path(target, "symlink target", err) != 0)
+    if (cf_remote_check_path(path, "symlink", err) != 0)
         return CF_EINVAL;
+    /* certbot's live/ links are relative ("../../archive/<cert>/certN.pem"):
+     * leading "../" components, then what an absolute path may hold */
+    const char *rest = target;
+    if (target && target[0] != '/') {
+        while (strncmp(rest, "../", 3) == 0)
+            rest += 3;
+        char *abs = cf_asprintf("/%s", rest);
+        int rc = cf_remote_check_path(abs, "symlink target", err);
+        free(abs);
+        if (rc != 0)
+            return CF_EINVAL;
+    } else if (cf_remote_check_path(target, "symlink target", err) != 0) {
+        return CF_EINVAL;
+    }
     struct rop *op = add_op(b, CF_ROP_SYMLINK);
     op->path = cf_strdup(path);
     op->target = cf_strdup(target);

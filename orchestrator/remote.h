@@ -8,7 +8,9 @@
  * ever becomes part of a command line or is evaluated by the shell.
  *
  * Every path and symlink target is checked with cf_remote_check_path()
- * when it is added; a hostile value makes the add fail (CF_EINVAL, message
+ * when it is added (a symlink target may also be relative: leading "../"
+ * components, then what an absolute path may hold, as certbot's live/
+ * links are); a hostile value makes the add fail (CF_EINVAL, message
  * in err) so nothing of the batch ever runs.
  */
 #ifndef CF_REMOTE_H

@@ -17,7 +17,7 @@ is "h2 serves 'shared' for app2.fleet.test" "$(served_serial_is 127.0.1.2 app2.f
 r=$(hroot h1)
 is "host: private key is 0600" "$(stat -c %a "$r/etc/letsencrypt/archive/h1/privkey1.pem")" 600
 is "host: archive dir is 0700" "$(stat -c %a "$r/etc/letsencrypt/archive/h1")" 700
-is "host: live link points at archive version 1" "$(readlink "$r/etc/letsencrypt/live/h1/fullchain.pem")" "$r/etc/letsencrypt/archive/h1/fullchain1.pem"
+is "host: live link points at archive version 1, relative as certbot makes it" "$(readlink "$r/etc/letsencrypt/live/h1/fullchain.pem")" "../../archive/h1/fullchain1.pem"
 is "host: service link points at live/" "$(readlink "$r/etc/nginx/certs/app.key")" "$r/etc/letsencrypt/live/shared/privkey.pem"
 check "host: served key matches the certificate" bash -c "[ \"\$(openssl pkey -in '$r/etc/nginx/certs/h1.key' -pubout)\" = \"\$(openssl x509 -in '$r/etc/nginx/certs/h1.fullchain.crt' -noout -pubkey)\" ]"
 
@@ -47,7 +47,7 @@ assert d["hosts"]["h1"]["failed"]==0 and d["hosts"]["h3"]["failed"]==0
 ' "$OUT"
 if printf '%s' "$OUT" | grep -q 'PRIVATE KEY'; then not_ok "JSON output holds key material"; else ok "JSON output holds no key material"; fi
 is "rollback: h2 still serves its previous certificate" "$(served_serial 127.0.1.2 h2.fleet.test)" "$old2"
-is "rollback: h2's live link is back on version 1" "$(readlink "$(hroot h2)/etc/letsencrypt/live/h2/cert.pem")" "$(hroot h2)/etc/letsencrypt/archive/h2/cert1.pem"
+is "rollback: h2's live link is back on version 1" "$(readlink "$(hroot h2)/etc/letsencrypt/live/h2/cert.pem")" "../../archive/h2/cert1.pem"
 is "renewal: h1 serves the new serial" "$(served_serial_is 127.0.1.1 h1.fleet.test "$(live_serial h1)")" "$(live_serial h1)"
 is "renewal: h3 serves the new serial" "$(served_serial_is 127.0.1.3 h3.fleet.test "$(live_serial h3)")" "$(live_serial h3)"
 is "renewal: 'shared' new serial on h1" "$(served_serial_is 127.0.1.1 app.fleet.test "$(live_serial shared)")" "$(live_serial shared)"

@@ -90,6 +90,16 @@ f=sorted(glob.glob(sys.argv[1]+"/*.eml"))[-1]
 m=email.message_from_binary_file(open(f,"rb"),policy=email.policy.default)
 print(m["subject"])' "$M")
 like "warning: seed-format subject" "$subj" '^\[WARNING\] h1 – Certificate expires in [45] days$'
+# apply finds it too: a run that does not renew it (renewal_days 1) warns
+m0=$(mails)
+cf renew -l h1 -e certbot_renewal_days=1 -e @"$FDIR/notify.yml"
+is "apply warning: the run itself succeeds" "$RC" 0
+is "apply warning: one mail for the run" "$(( $(mails) - m0 ))" 1
+subj=$(python3 -c 'import email,email.policy,sys,glob,os
+f=max(glob.glob(sys.argv[1]+"/*.eml"),key=os.path.getmtime)
+m=email.message_from_binary_file(open(f,"rb"),policy=email.policy.default)
+print(m["subject"])' "$M")
+like "apply warning: seed-format subject" "$subj" '^\[WARNING\] h1 – Certificate expires in [45] days$'
 st -e @"$FDIR/notify.yml" --warn-days 10 --no-notify
 is "renew-soon with --warn-days 10: exit 1" "$RC" 1
 finish
