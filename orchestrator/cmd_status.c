@@ -28,7 +28,8 @@ static const char usage[] =
     "at once) and reports, most urgent first: group, host, domain, issuer, serial,\n"
     "not-after, days left, whether the host serves the central store's current version,\n"
     "and a state: OK, RENEW-SOON, EXPIRED, MISMATCH, MISSING or UNREACHABLE.\n"
-    "Writes nothing on the hosts or in the store. Sends a [WARNING] alert for\n"
+    "Changes nothing on the hosts or in the store; the scan is recorded in the\n"
+    "state database (state.db) when it is writable. Sends a [WARNING] alert for\n"
     "certificates under certbot_warning_days (unless --no-notify).\n\n"
     "options:\n"
     "  -i, --inventory FILE|DIR   inventory; repeatable\n"
@@ -99,6 +100,35 @@ static void send_warnings(const struct cf_loaded *l, struct cf_status_row *rows,
         fprintf(stderr, "certfleet status: notification not sent: %s\n", err);
     }
     cf_notify_free(nt);
+}
+
+/* Keep the scan in the state database (design.md: issuances, deployments,
+ * scans) when the store exists and is writable; a read-only controller
+ * account still gets its report. */
+static void record_scan(const struct cf_opts *o, const struct cf_status_row *rows, size_t n,
+                        int64_t now)
+{
+    struct cf_db db;
+    char err[CF_ERRLEN] = "";
+    int64_t run = 0;
+    if (cf_db_open_readonly(&db, o->state_dir, err) != 0)
+        return; /* no store yet: nothing to record against */
+    cf_db_close(&db);
+    if (cf_db_open(&db, o->state_dir, err) != 0) {
+        cf_debug("status: scan not recorded: %s", err);
+        return;
+    }
+    size_t bad = 0;
+    if (cf_db_run_begin(&db, "status", o->limit, now, &run, err) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            bad += rows[i].state != CF_STATE_OK && rows[i].state != CF_STATE_RENEW_SOON;
+            cf_db_add_scan(&db, run, rows[i].host, rows[i].domain, rows[i].serial,
+                           rows[i].not_after, cf_status_state_name(rows[i].state), now, err);
+        }
+        cf_db_run_finish(&db, run, cf_now_ms() / 1000, (int)(n - bad), 0, (int)bad,
+                         cf_status_exit_code(rows, n, o->warn_days), err);
+    }
+    cf_db_close(&db);
 }
 
 int cmd_status(int argc, char **argv)
@@ -193,13 +223,19 @@ int cmd_status(int argc, char **argv)
         .now = now, .color = o.output_file ? 0 : cf_use_color(1), .last_run_success = -1};
     struct cf_db db;
     if (cf_db_open_readonly(&db, o.state_dir, err) == 0) {
-        struct cf_db_run run;
-        if (cf_db_last_run(&db, NULL, &run, err) == 0 && run.finished) {
-            meta.last_run_success = run.exit_code == 0;
-            meta.last_run_time = run.finished;
+        /* "the last run" is the last apply or renew, not a scan */
+        static const char *const cmds[] = {"apply", "renew"};
+        for (size_t i = 0; i < 2; i++) {
+            struct cf_db_run run;
+            if (cf_db_last_run(&db, cmds[i], &run, err) == 0 && run.finished &&
+                run.finished >= meta.last_run_time) {
+                meta.last_run_success = run.exit_code == 0;
+                meta.last_run_time = run.finished;
+            }
         }
         cf_db_close(&db);
     }
+    record_scan(&o, rows, nt, now);
     struct cf_buf out = CF_BUF_INIT;
     switch (o.output) {
     case CF_OUT_JSON:

@@ -37,6 +37,9 @@ is "prometheus: exit 0" "$RC" 0
 check "prometheus: promtool accepts the textfile" bash -c "promtool check metrics < '$FDIR/certfleet.prom'"
 check "prometheus: expiry metric per host and domain" grep -q 'certfleet_certificate_expiry_timestamp_seconds{.*host="h2".*domain="app2.fleet.test"' "$FDIR/certfleet.prom"
 
+n=$(sqlite3 "$STATE/state.db" "select count(*) from scans where state='OK'")
+if [ "$n" -ge 7 ]; then ok "the scan is recorded in the state database ($n rows)"; else not_ok "scans recorded: $n"; fi
+check "prometheus: the last run is the last apply, and it succeeded" grep -q '^certfleet_last_run_success 1' "$FDIR/certfleet.prom"
 st --output html --output-file "$FDIR/status.html"
 check "html: one self-contained file naming every host" bash -c "grep -q h1.fleet.test '$FDIR/status.html' && grep -q app2.fleet.test '$FDIR/status.html' && ! grep -qE '(src|href)=\"https?://' '$FDIR/status.html'"
 
