@@ -388,6 +388,14 @@ int cf_rbatch_symlink(struct cf_rbatch *b, const char *path, const char *target,
      * leading "../" components, then what an absolute path may hold */
     const char *rest = target;
     if (target && target[0] != '/') {
+        if (strncmp(target, "../", 3) != 0) {
+            char shown[200];
+            printable(target, shown, sizeof shown);
+            return cf_errf(err,
+                           "symlink target \"%s\" is neither absolute nor relative to a "
+                           "parent directory (../)",
+                           shown);
+        }
         while (strncmp(rest, "../", 3) == 0)
             rest += 3;
         char *abs = cf_asprintf("/%s", rest);
