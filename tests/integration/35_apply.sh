@@ -81,11 +81,13 @@ is "no hostile value ever ran" "$(test -e /tmp/cf-pwned && echo ran || echo neve
 
 # 7. JSON for CI: one document, every host and task with status/changed/msg/duration
 cf apply --output json
-is "json: exit code 0" "$RC" 0
+is "json: exit code 0" "$RC" 0 || printf '%s\n' "$OUT" | grep -E '"error": "' | sed 's/^/#   /'
 check "json: one valid document with hosts, tasks and stats" python3 -c '
 import json,sys
 d=json.loads(sys.argv[1])
 assert set(d["hosts"])=={"h1","h2","h3"}, d["hosts"].keys()
+for h, v in d["hosts"].items():
+    assert v["tasks"], (h, v["error"], v["unreachable"])
 t=d["hosts"]["h1"]["tasks"][0]
 assert {"status","changed","msg","duration_ms","task"} <= set(t), t
 assert d["stats"]["changed"]==0 and d["exit_code"]==0
