@@ -221,6 +221,48 @@ static int load_config(struct run *r, char *err)
     return 0;
 }
 
+/* A certificate is issued with the hosts of the run.  When hosts outside
+ * the limit serve it too, they get no token (the CA may validate a name on
+ * one of them) and no new version: say so, naming them. */
+static void note_outside_limit(struct run *r)
+{
+    if (!r->o->limit || !r->fleet)
+        return;
+    size_t nh = cf_inventory_host_count(r->ld.inv);
+    struct cf_buf *outside = cf_xcalloc(r->n_certs ? r->n_certs : 1, sizeof *outside);
+    for (size_t i = 0; i < nh; i++) {
+        int selected = 0;
+        for (size_t k = 0; k < r->ld.n && !selected; k++)
+            selected = r->ld.sel[k] == i;
+        if (selected)
+            continue;
+        json_t *vars = NULL;
+        struct cf_host_config *hc = NULL;
+        char err[CF_ERRLEN];
+        if (cf_inventory_hostvars(r->ld.inv, i, cf_config_defaults(), NULL, &vars, err) == 0 &&
+            cf_config_host(cf_inventory_host_name(r->ld.inv, i), vars, &hc, err) == 0 &&
+            hc->enabled) {
+            for (size_t e = 0; e < hc->n_certs; e++)
+                for (size_t c = 0; c < r->n_certs; c++)
+                    if (!strcmp(hc->certs[e].cert_name, r->certs[c].fc->cert_name))
+                        cf_buf_printf(&outside[c], "%s%s", outside[c].len ? ", " : "", hc->name);
+        }
+        if (hc)
+            cf_config_host_free(hc);
+        json_decref(vars);
+    }
+    for (size_t c = 0; c < r->n_certs; c++) {
+        if (outside[c].len)
+            cf_report_note(&r->report,
+                           "certificate '%s' is also served by %s, outside the limit '%s': no "
+                           "token is placed and no new version is pushed there; include them "
+                           "in the limit",
+                           r->certs[c].fc->cert_name, outside[c].data, r->o->limit);
+        cf_buf_release(&outside[c]);
+    }
+    free(outside);
+}
+
 /* Build the run's host and certificate records from the fleet. */
 static void setup_records(struct run *r)
 {
@@ -272,6 +314,7 @@ static void setup_records(struct run *r)
     }
     r->hosts_left = r->n_hosts;
     r->certs_left = r->n_certs;
+    note_outside_limit(r);
 }
 
 /* ------------------------------------------------------------------ */

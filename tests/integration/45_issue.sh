@@ -116,6 +116,10 @@ is "plan with pending renewals exits 3" "$RC" 3
 like "plan shows the decision and reason" "$OUT" '^h1 +renew-forced'
 is "plan wrote nothing to the store" "$(find "$STATE" -type f | sort | xargs sha256sum | sha256sum)" "$before"
 
+# a limit that leaves out a host of a shared certificate says so
+cf plan -l h1
+like "a limit leaving out a host of 'shared' names it" "$OUT" "note: certificate 'shared' is also served by h2, outside the limit 'h1'"
+
 # a storm of bad nonces (90%) still issues
 fleet_down
 PEBBLE_WFE_NONCEREJECT=90 fleet_up nonce --hosts 1
