@@ -28,9 +28,9 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libssh2-1-dev libssl-dev \
             libcmocka-dev openssh-server openssh-client nginx-light pebble \
             ansible python3 python3-aiosmtpd prometheus curl openssl sqlite3 \
             iproute2 procps clang-format systemd chromium chromium-driver \
-            poppler-utils sudo
+            poppler-utils sudo jq xxd bc time util-linux
 
-.PHONY: all deps test unit integration demo format format-check install clean check-deps
+.PHONY: all deps bench-deps test unit integration demo format format-check install clean check-deps
 
 all: certfleet
 
@@ -45,6 +45,11 @@ deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
 	export DEBIAN_FRONTEND=noninteractive; \
 	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends $(DEB_PKGS)
+
+# The peers bench/ measures against (certbot, lego; ansible is in DEB_PKGS).
+bench-deps: check-deps
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends certbot lego
 
 # V=1 shows the full commands
 Q := $(if $(filter 1,$(V)),,@)
