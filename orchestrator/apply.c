@@ -1844,39 +1844,17 @@ static void run_release(struct run *r)
     cf_report_release(&r->report);
 }
 
-static void on_alerts_sent(int status, const char *report, void *arg)
-{
-    struct run *r = arg;
-    if (status != 0)
-        cf_report_note(&r->report, "notification failed: %s", report ? report : "");
-    else if (report && *report)
-        cf_report_note(&r->report, "%s", report);
-}
-
-/* The run's alerts go to the destinations of the first host that names
- * any (the controller's settings are normally in group_vars/all). */
+/* The run's alerts, grouped in one message; a failure to notify is
+ * reported, never fatal. */
 static void send_alerts(struct run *r)
 {
-    struct cf_notify_config nc;
-    char err[CF_ERRLEN] = "";
-    const json_t *vars = NULL;
-    for (size_t i = 0; i < r->n_hosts && !vars; i++)
-        if ((r->hosts[i].cfg->notify_email && *r->hosts[i].cfg->notify_email) ||
-            (r->hosts[i].cfg->notify_webhook && *r->hosts[i].cfg->notify_webhook))
-            vars = r->hosts[i].vars;
-    if (!vars)
-        return;
-    if (cf_notify_config_from_vars(vars, &nc, err) != 0) {
-        cf_report_note(&r->report, "notification not sent: %s", err);
-        return;
-    }
-    if (!r->http && cf_http_new(&r->loop, &r->http) != 0)
-        return;
-    if (cf_notify_send(r->events, &r->loop, r->http, &nc, on_alerts_sent, r) == 0)
-        uv_run(&r->loop, UV_RUN_DEFAULT);
-    cf_http_free(r->http);
-    r->http = NULL;
-    uv_run(&r->loop, UV_RUN_DEFAULT);
+    char report[CF_ERRLEN];
+    int rc = cf_notify_deliver(r->events, (const json_t *const *)r->ld.vars, r->ld.n, report,
+                               sizeof report);
+    if (rc != 0)
+        cf_report_note(&r->report, "notification failed: %s", report);
+    else if (*report)
+        cf_report_note(&r->report, "%s", report);
 }
 
 int cf_apply_run(const struct cf_opts *o, enum cf_apply_mode mode, const char *command)

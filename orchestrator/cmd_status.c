@@ -57,48 +57,16 @@ struct target {
     char *sni;
 };
 
-static void on_sent(int status, const char *report, void *arg)
-{
-    int *failed = arg;
-    if (status != 0) {
-        *failed = 1;
-        fprintf(stderr, "certfleet status: notification failed: %s\n", report ? report : "");
-    }
-}
-
-/* A [WARNING] mail for what is close to expiry, to the first host's
- * destinations; a failure is reported, never fatal. */
+/* A [WARNING] alert for what is close to expiry; a failure to notify is
+ * reported, never fatal. */
 static void send_warnings(const struct cf_loaded *l, struct cf_status_row *rows, size_t n)
 {
     cf_notify *nt = cf_notify_new();
     int64_t now = cf_now_ms() / 1000;
-    int warn = l->cfg[0]->warning_days;
-    if (cf_status_add_warnings(rows, n, warn, (struct cf_notify *)nt, now) == 0) {
-        cf_notify_free(nt);
-        return;
-    }
-    const json_t *vars = NULL;
-    for (size_t i = 0; i < l->n && !vars; i++)
-        if ((l->cfg[i]->notify_email && *l->cfg[i]->notify_email) ||
-            (l->cfg[i]->notify_webhook && *l->cfg[i]->notify_webhook))
-            vars = l->vars[i];
-    struct cf_notify_config nc;
-    char err[CF_ERRLEN] = "";
-    if (vars && cf_notify_config_from_vars(vars, &nc, err) == 0) {
-        uv_loop_t loop;
-        cf_http *http = NULL;
-        int failed = 0;
-        uv_loop_init(&loop);
-        if (cf_http_new(&loop, &http) == 0) {
-            if (cf_notify_send(nt, &loop, http, &nc, on_sent, &failed) == 0)
-                uv_run(&loop, UV_RUN_DEFAULT);
-            cf_http_free(http);
-            uv_run(&loop, UV_RUN_DEFAULT);
-        }
-        uv_loop_close(&loop);
-    } else if (vars) {
-        fprintf(stderr, "certfleet status: notification not sent: %s\n", err);
-    }
+    char report[CF_ERRLEN];
+    if (cf_status_add_warnings(rows, n, l->cfg[0]->warning_days, (struct cf_notify *)nt, now) &&
+        cf_notify_deliver(nt, (const json_t *const *)l->vars, l->n, report, sizeof report) != 0)
+        fprintf(stderr, "certfleet status: notification failed: %s\n", report);
     cf_notify_free(nt);
 }
 

@@ -1622,19 +1622,9 @@ static int parse_file(struct cf_inventory *inv, const char *path, char *err)
 {
     char *text = NULL;
     size_t len;
-    int rc = cf_read_file(path, 64u << 20, &text, &len);
-    if (rc == CF_ENOENT) {
-        cf_errf(err, "%s: inventory file not found", path);
+    int rc = cf_read_text_file(path, "inventory file", &text, &len, err);
+    if (rc)
         return rc;
-    }
-    if (rc) {
-        cf_errf(err, "%s: cannot read the inventory (%s)", path, cf_strerror(rc));
-        return rc;
-    }
-    if (memchr(text, 0, len)) {
-        free(text);
-        return cf_errf(err, "%s: binary file, expected an ini or yaml inventory", path);
-    }
     const char *ext = file_ext(path);
     if (!strcmp(ext, ".toml")) {
         free(text);

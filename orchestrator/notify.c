@@ -894,3 +894,56 @@ int cf_notify_send(cf_notify *n, uv_loop_t *loop, cf_http *h, const struct cf_no
     uv_timer_start(&s->idle, idle_cb, 0, 0);
     return 0;
 }
+
+/* ---- delivery for commands ----------------------------------------- */
+
+struct delivery {
+    int status;
+    struct cf_buf report;
+};
+
+static void on_delivered(int status, const char *report, void *arg)
+{
+    struct delivery *d = arg;
+    d->status = status;
+    if (report)
+        cf_buf_puts(&d->report, report);
+}
+
+int cf_notify_deliver(cf_notify *n, const json_t *const *vars, size_t nvars, char *report,
+                      size_t len)
+{
+    struct cf_notify_config cfg;
+    char err[CF_ERRLEN] = "";
+    const json_t *chosen = NULL;
+    report[0] = '\0';
+    if (cf_notify_count(n) == 0)
+        return 0;
+    for (size_t i = 0; i < nvars && !chosen; i++) {
+        if (cf_notify_config_from_vars(vars[i], &cfg, err) != 0) {
+            snprintf(report, len, "not sent: %s", err);
+            return CF_EINVAL;
+        }
+        if (cfg.to || cfg.webhook_url)
+            chosen = vars[i];
+    }
+    if (!chosen)
+        return 0;
+    uv_loop_t loop;
+    cf_http *http = NULL;
+    struct delivery d = {0, CF_BUF_INIT};
+    uv_loop_init(&loop);
+    if (cf_http_new(&loop, &http) != 0) {
+        uv_loop_close(&loop);
+        snprintf(report, len, "not sent: cannot start the http client");
+        return CF_ENOMEM;
+    }
+    if (cf_notify_send(n, &loop, http, &cfg, on_delivered, &d) == 0)
+        uv_run(&loop, UV_RUN_DEFAULT);
+    cf_http_free(http);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    snprintf(report, len, "%s", d.report.data ? d.report.data : "");
+    cf_buf_release(&d.report);
+    return d.status;
+}

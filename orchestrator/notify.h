@@ -142,4 +142,13 @@ typedef void (*cf_notify_cb)(int status, const char *report, void *arg);
 int cf_notify_send(cf_notify *n, uv_loop_t *loop, cf_http *h, const struct cf_notify_config *cfg,
                    cf_notify_cb cb, void *arg);
 
+/* Send the events (if any) to the destinations of the first of vars
+ * (merged host variables) that names one (certbot_notify_email or
+ * certbot_notify_webhook), on a private loop run to the end: for commands
+ * whose own loop has finished.  report gets one line per destination, or
+ * why nothing was sent.  Returns 0 when sent or there was nothing to send,
+ * else a CF_E* code; a caller reports it and never fails its run on it. */
+int cf_notify_deliver(cf_notify *n, const json_t *const *vars, size_t nvars, char *report,
+                      size_t len);
+
 #endif

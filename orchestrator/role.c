@@ -1391,17 +1391,25 @@ static void inspect_done(struct cf_rbatch *b, int status, void *arg)
     }
 }
 
-int cf_role_converge(cf_ssh *s, const struct cf_role *role, const json_t *hostvars,
-                     const struct cf_role_opts *o, cf_role_cb cb, void *arg, char *err)
+/* The state of one converge or handler run on one host. */
+static struct conv *conv_new(cf_ssh *s, const struct cf_role *role, const struct cf_role_opts *o,
+                             cf_role_cb cb, void *arg)
 {
     struct conv *c = cf_xcalloc(1, sizeof *c);
-    int rc;
     c->s = s;
     c->role = role;
     c->o = *o;
     c->cb = cb;
     c->arg = arg;
     c->t0 = cf_mono_ms();
+    return c;
+}
+
+int cf_role_converge(cf_ssh *s, const struct cf_role *role, const json_t *hostvars,
+                     const struct cf_role_opts *o, cf_role_cb cb, void *arg, char *err)
+{
+    struct conv *c = conv_new(s, role, o, cb, arg);
+    int rc;
     if ((rc = cf_role_render(role, 0, hostvars, &c->plan, err)) != 0)
         goto fail;
     c->nres = cf_role_plan_size(c->plan);
@@ -1485,15 +1493,9 @@ int cf_role_run_handlers(cf_ssh *s, const struct cf_role *role, const json_t *ho
                          const char *const *notified, size_t n_notified,
                          const struct cf_role_opts *o, cf_role_cb cb, void *arg, char *err)
 {
-    struct conv *c = cf_xcalloc(1, sizeof *c);
+    struct conv *c = conv_new(s, role, o, cb, arg);
     struct cf_rbatch *b = NULL;
     int rc;
-    c->s = s;
-    c->role = role;
-    c->o = *o;
-    c->cb = cb;
-    c->arg = arg;
-    c->t0 = cf_mono_ms();
     if ((rc = cf_role_render(role, 1, hostvars, &c->plan, err)) != 0)
         goto fail;
     c->due = cf_xcalloc(c->plan->n_tasks + 1, sizeof *c->due);

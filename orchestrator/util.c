@@ -242,6 +242,25 @@ int cf_read_file(const char *path, size_t max, char **out, size_t *len)
     return 0;
 }
 
+int cf_read_text_file(const char *path, const char *what, char **out, size_t *len, char *err)
+{
+    int rc = cf_read_file(path, 64u << 20, out, len);
+    if (rc == CF_ENOENT) {
+        cf_errf(err, "%s: %s not found", path, what);
+        return rc;
+    }
+    if (rc) {
+        cf_errf(err, "%s: cannot read the %s (%s)", path, what, cf_strerror(rc));
+        return rc;
+    }
+    if (memchr(*out, 0, *len)) {
+        free(*out);
+        *out = NULL;
+        return cf_errf(err, "%s: %s is binary, not text", path, what);
+    }
+    return 0;
+}
+
 int cf_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
     char *tmp = cf_asprintf("%s.cf-tmp.%ld", path, (long)getpid());

@@ -33,6 +33,12 @@ void cf_buf_release_secure(struct cf_buf *b);
  * frees. Returns 0, CF_ENOENT, CF_EIO or CF_EINVAL (too large). */
 int cf_read_file(const char *path, size_t max, char **out, size_t *len);
 
+/* Read a configuration file as text (at most 64 MiB, no NUL bytes), with
+ * the error in err: "PATH: WHAT not found", "PATH: cannot read the WHAT
+ * (reason)", "PATH: WHAT is binary, not text".  what is a noun
+ * such as "inventory file".  *out is the caller's. */
+int cf_read_text_file(const char *path, const char *what, char **out, size_t *len, char *err);
+
 /* Write a file atomically: temporary file in the same directory, fsync,
  * chmod to mode, rename over path. */
 int cf_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);

@@ -895,19 +895,9 @@ int cf_yaml_load_file(const char *path, json_t **out, char *err)
     char *text = NULL;
     size_t len;
     *out = NULL;
-    int rc = cf_read_file(path, 64u << 20, &text, &len);
-    if (rc == CF_ENOENT) {
-        cf_errf(err, "%s: no such file", path);
+    int rc = cf_read_text_file(path, "YAML file", &text, &len, err);
+    if (rc)
         return rc;
-    }
-    if (rc) {
-        cf_errf(err, "%s: cannot read the file (%s)", path, cf_strerror(rc));
-        return rc;
-    }
-    if (memchr(text, 0, len)) {
-        free(text);
-        return cf_errf(err, "%s: binary file, expected yaml", path);
-    }
     rc = cf_yaml_load_string(path, text, out, err);
     free(text);
     return rc;
