@@ -67,12 +67,10 @@ struct rhost {
     int need_handlers; /* the role changed something or a certificate was installed */
     char **notified;
     size_t n_notified;
-    uint64_t t0;
 };
 
 struct acme_ent {
     char *url;
-    char *ca;
     struct cf_acme *acme;
 };
 
@@ -99,7 +97,6 @@ struct rcert {
     int have_pems;
     size_t *targets; /* indices into hosts needing the new version */
     size_t n_targets, next_target, inflight, failed_hosts;
-    int stopped;            /* max_fail_percentage reached */
     int renewed;            /* a new version was issued in this run */
     int order_started;      /* cf_acme_order accepted the order */
     int64_t prev_not_after; /* the replaced version's expiry, for alerts */
@@ -729,7 +726,6 @@ static struct cf_acme *acme_for(struct run *r, struct rcert *c, char *err)
         return NULL;
     r->acmes = cf_xrealloc(r->acmes, (r->n_acmes + 1) * sizeof *r->acmes);
     r->acmes[r->n_acmes].url = cf_strdup(url);
-    r->acmes[r->n_acmes].ca = cf_strdup(ca);
     r->acmes[r->n_acmes].acme = a;
     c->acme_url = r->acmes[r->n_acmes].url;
     r->n_acmes++;
@@ -794,7 +790,6 @@ struct tokhost {
     struct tok *t;
     struct rhost *h;
     size_t idx; /* host index within the certificate */
-    struct cf_rbatch *b;
     struct cf_hostq *q;
     int attempts;     /* HTTP fetches of the token so far */
     uv_timer_t retry; /* between fetches; closed before th is freed */
@@ -1399,7 +1394,6 @@ struct push {
     size_t probes_left;
     char probe_err[CF_ERRLEN];
     uint64_t t0;
-    int rolled_back;
     struct cf_probe_req *preqs;
     char **snis;
 };
@@ -1423,10 +1417,8 @@ static void on_rolled_back(struct cf_rbatch *b, int status, void *arg)
 {
     struct push *p = arg;
     const char *e = status ? cf_strerror(status) : batch_error(b, 0, cf_rbatch_count(b));
-    char *msg = cf_asprintf("%s; rolled back to the previous certificate%s%s", p->fail_msg,
-                            e ? " (rollback problem: " : "", e ? e : "");
-    if (e)
-        msg[strlen(msg)] = '\0';
+    char *msg = cf_asprintf("%s; rolled back to the previous certificate%s%s%s", p->fail_msg,
+                            e ? " (rollback problem: " : "", e ? e : "", e ? ")" : "");
     push_host_done(p, 0, msg);
     free(msg);
 }
@@ -1459,7 +1451,6 @@ static void push_rollback(struct push *p, const char *why, int reload)
     cf_rbatch_run(p->b, cfg->test_command, 1, err);
     if (reload)
         cf_rbatch_run(p->b, cfg->reload_command, 1, err);
-    p->rolled_back = 1;
     if (cf_hostq_remote(p->q, p->b, on_rolled_back, p) != 0)
         on_rolled_back(p->b, CF_EIO, p);
 }
@@ -1667,7 +1658,6 @@ static void push_start_batch(struct rcert *c)
                            "not pushed: max_fail_percentage reached", NULL, 0);
             free(task);
         }
-        c->stopped = 1;
         crep(c)->failed = 1;
         if (!crep(c)->error)
             crep(c)->error = cf_asprintf("rolling deploy stopped: %zu of %zu hosts failed "
@@ -1787,7 +1777,6 @@ static void on_fleet_closed(void *arg)
     for (size_t i = 0; i < r->n_acmes; i++) {
         cf_acme_free(r->acmes[i].acme);
         free(r->acmes[i].url);
-        free(r->acmes[i].ca);
     }
     free(r->acmes);
     r->acmes = NULL;
@@ -1916,7 +1905,6 @@ int cf_apply_run(const struct cf_opts *o, enum cf_apply_mode mode, const char *c
             .timeout_ms = (unsigned)o->timeout_s * 1000,
         };
         h->q = cf_hostq_new(r.fq, &sc, h->cfg->become);
-        h->t0 = cf_mono_ms();
     }
     progress(&r);
     for (size_t i = 0; i < r.n_hosts; i++)
