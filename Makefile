@@ -26,7 +26,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,build/unit$(if $(filter 1,$(SANITIZE)),-s
 DEB_PKGS := build-essential pkg-config libuv1-dev libssh2-1-dev libssl-dev \
             libcurl4-openssl-dev libyaml-dev libjansson-dev libsqlite3-dev \
             libcmocka-dev openssh-server openssh-client nginx-light pebble \
-            ansible python3 python3-aiosmtpd prometheus curl openssl sqlite3 \
+            ansible python3 python3-aiosmtpd python3-yaml python3-cryptography prometheus curl openssl sqlite3 \
             iproute2 procps clang-format systemd chromium chromium-driver \
             poppler-utils sudo jq xxd bc time util-linux
 
