@@ -80,12 +80,22 @@ like "wildcard SAN present" "$(openssl x509 -in "$T/o5/0.cert.pem" -noout -ext s
 check "wildcard chain verifies" \
     openssl verify -CAfile "$T/root.pem" -untrusted "$T/o5/0.chain.pem" "$T/o5/0.cert.pem"
 
-# 6. 20 orders at once on one loop, one account, one nonce pool
+# 6. 20 orders at once on one loop, one account, one nonce pool.  Pebble
+# 2.4's in-memory store has hung here in about one full-suite run in three
+# while looking up reusable authorizations (step 3 needs reuse on; these
+# names are all new), so this step runs on a pebble with reuse off.
+pebble_restart "$T" PEBBLE_AUTHZREUSE=0
 start=$(date +%s.%N)
 run CF_ACME_DOMAINS="x.fleet.test" CF_ACME_COUNT=20
 end=$(date +%s.%N)
 is "20 concurrent orders all issue" "$(grep -c "^order [0-9]* ok" <<<"$OUT")" 20 || true
-grep "^order [0-9]* " <<<"$OUT" | grep -v " ok" | sed "s/^/#   /"
+if grep "^order [0-9]* " <<<"$OUT" | grep -v " ok" | sed "s/^/#   /" | grep -q .; then
+    grep "^order [0-9]* " <<<"$OUT" | grep -v " ok" | sed "s/^/#   /" | head -5
+    # a hung pebble shows where it waits in its goroutine dump
+    kill -QUIT "$ACME_PID_pebble" 2>/dev/null && sleep 1
+    grep -E "^goroutine|sync\.|Lock" "$T/pebble.log" 2>/dev/null | head -20 | sed "s/^/#   pebble: /"
+    pebble_restart "$T"
+fi
 like "20 concurrent orders: loop closed clean" "$OUT" "loop closed clean"
 echo "# 20 concurrent orders took $(echo "$end - $start" | bc) s"
 
