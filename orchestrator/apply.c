@@ -1396,9 +1396,21 @@ struct push {
     uint64_t t0;
     struct cf_probe_req *preqs;
     char **snis;
+    uint64_t deadline; /* monotonic ms: --verify-timeout from the reload */
+    int confirm_left;  /* consecutive matching rounds still wanted */
+    int confirm_bad;   /* mismatches in the current confirmation round */
+    uv_timer_t timer;  /* between confirmation rounds */
+    int timer_init;
 };
 
+/* After a reload nginx can still answer a handshake or two from a worker
+ * with the previous configuration, so one matching handshake is weak
+ * proof: the new serial must also be served in this many further rounds. */
+#define PROVE_CONFIRM_ROUNDS 3
+#define PROVE_CONFIRM_MS     200
+
 static void push_host_done(struct push *p, int ok, const char *msg);
+static void push_prove_round(struct push *p);
 
 static void push_free(struct push *p)
 {
@@ -1455,18 +1467,39 @@ static void push_rollback(struct push *p, const char *why, int reload)
         on_rolled_back(p->b, CF_EIO, p);
 }
 
-static void on_probed(const struct cf_probe_result *res, void *arg)
+static void prove_failed(struct push *p, const char *detail)
+{
+    char *why = cf_asprintf("reloaded, but the new certificate is not served: %s", detail);
+    push_rollback(p, why, 1);
+    free(why);
+}
+
+static void prove_next_confirm(struct push *p);
+
+static void on_confirmed(const struct cf_probe_result *res, void *arg)
 {
     struct push *p = arg;
-    if (res->status != 0 && !p->probe_err[0])
-        snprintf(p->probe_err, sizeof p->probe_err, "%s", res->error);
+    if (res->status != 0 || !cf_probe_serial_eq(res->serial, crep(p->c)->serial)) {
+        if (!p->confirm_bad++)
+            snprintf(p->probe_err, sizeof p->probe_err,
+                     "host '%s' served serial %s again after serving %s", p->h->cfg->name,
+                     res->status ? "none" : res->serial, crep(p->c)->serial);
+    }
     if (--p->probes_left)
         return;
-    if (p->probe_err[0]) {
-        char *why =
-            cf_asprintf("reloaded, but the new certificate is not served: %s", p->probe_err);
-        push_rollback(p, why, 1);
-        free(why);
+    if (p->confirm_bad) {
+        /* flapping between configurations: wait again while time is left */
+        if (cf_mono_ms() < p->deadline) {
+            push_prove_round(p);
+            return;
+        }
+        char detail[CF_ERRLEN];
+        snprintf(detail, sizeof detail, "%s", p->probe_err);
+        prove_failed(p, detail);
+        return;
+    }
+    if (--p->confirm_left > 0) {
+        prove_next_confirm(p);
         return;
     }
     char *msg = cf_asprintf("version %d serial %s served on %s:%d", p->c->pems.version,
@@ -1476,13 +1509,73 @@ static void on_probed(const struct cf_probe_result *res, void *arg)
     free(msg);
 }
 
+static void on_confirm_timer(uv_timer_t *t)
+{
+    struct push *p = t->data;
+    struct run *r = p->c->run;
+    size_t n = p->c->fc->n_domains;
+    p->confirm_bad = 0;
+    p->probes_left = n;
+    for (size_t i = 0; i < n; i++) {
+        char err[CF_ERRLEN] = "";
+        if (cf_probe_start(&r->loop, &p->preqs[i], on_confirmed, p, err) != 0) {
+            struct cf_probe_result fake = {.status = CF_EINVAL};
+            snprintf(fake.error, sizeof fake.error, "%s", err);
+            on_confirmed(&fake, p);
+        }
+    }
+}
+
+static void prove_next_confirm(struct push *p)
+{
+    uv_timer_start(&p->timer, on_confirm_timer, PROVE_CONFIRM_MS, 0);
+}
+
+static void on_probed(const struct cf_probe_result *res, void *arg)
+{
+    struct push *p = arg;
+    if (res->status != 0 && !p->probe_err[0])
+        snprintf(p->probe_err, sizeof p->probe_err, "%s", res->error);
+    if (--p->probes_left)
+        return;
+    if (p->probe_err[0]) {
+        char detail[CF_ERRLEN];
+        snprintf(detail, sizeof detail, "%s", p->probe_err);
+        prove_failed(p, detail);
+        return;
+    }
+    p->confirm_left = PROVE_CONFIRM_ROUNDS;
+    prove_next_confirm(p);
+}
+
+/* Wait (up to the deadline) until every domain serves the new serial. */
+static void push_prove_round(struct push *p)
+{
+    struct run *r = p->c->run;
+    size_t n = p->c->fc->n_domains;
+    uint64_t now = cf_mono_ms();
+    unsigned left = p->deadline > now ? (unsigned)(p->deadline - now) : 1;
+    p->probe_err[0] = '\0';
+    p->probes_left = n;
+    for (size_t i = 0; i < n; i++) {
+        char err[CF_ERRLEN] = "";
+        if (cf_probe_expect_serial(&r->loop, &p->preqs[i], crep(p->c)->serial, left, 250, on_probed,
+                                   p, err) != 0) {
+            if (!p->probe_err[0])
+                snprintf(p->probe_err, sizeof p->probe_err, "%s", err);
+            struct cf_probe_result fake = {.status = CF_EINVAL};
+            snprintf(fake.error, sizeof fake.error, "%s", err);
+            on_probed(&fake, p);
+        }
+    }
+}
+
 static void push_prove(struct push *p)
 {
     struct run *r = p->c->run;
     const struct cf_fleet_cert *fc = p->c->fc;
     p->preqs = cf_xcalloc(fc->n_domains, sizeof *p->preqs);
     p->snis = cf_xcalloc(fc->n_domains, sizeof *p->snis);
-    p->probes_left = fc->n_domains;
     for (size_t i = 0; i < fc->n_domains; i++) {
         const char *d = fc->domains[i];
         /* a wildcard is proved with a name it covers */
@@ -1493,18 +1586,11 @@ static void push_prove(struct push *p)
                                             .sni = p->snis[i],
                                             .timeout_ms = 5000};
     }
-    for (size_t i = 0; i < fc->n_domains; i++) {
-        char err[CF_ERRLEN] = "";
-        if (cf_probe_expect_serial(&r->loop, &p->preqs[i], crep(p->c)->serial,
-                                   (unsigned)r->o->verify_timeout_s * 1000, 250, on_probed, p,
-                                   err) != 0) {
-            if (!p->probe_err[0])
-                snprintf(p->probe_err, sizeof p->probe_err, "%s", err);
-            struct cf_probe_result fake = {.status = CF_EINVAL};
-            snprintf(fake.error, sizeof fake.error, "%s", err);
-            on_probed(&fake, p);
-        }
-    }
+    uv_timer_init(&r->loop, &p->timer);
+    p->timer.data = p;
+    p->timer_init = 1;
+    p->deadline = cf_mono_ms() + (uint64_t)r->o->verify_timeout_s * 1000;
+    push_prove_round(p);
 }
 
 /* Is the certificate used by a service (an nginx server block) on the
@@ -1596,6 +1682,11 @@ static void job_push(struct cf_hostq *q, cf_ssh *s, int status, void *arg)
         on_pushed(p->b, CF_EIO, p);
 }
 
+static void on_push_timer_closed(uv_handle_t *h)
+{
+    push_free(h->data);
+}
+
 static void push_host_done(struct push *p, int ok, const char *msg)
 {
     struct rcert *c = p->c;
@@ -1627,7 +1718,10 @@ static void push_host_done(struct push *p, int ok, const char *msg)
         cf_notify_add_success(r->events, h->cfg->name, c->fc->domains[0], c->fc->cert_name,
                               c->prev_not_after, c->cur.info.not_after, 1, cf_now_ms() / 1000);
     struct cf_hostq *q = p->q;
-    push_free(p);
+    if (p->timer_init)
+        uv_close((uv_handle_t *)&p->timer, on_push_timer_closed);
+    else
+        push_free(p);
     if (q)
         cf_hostq_done(q);
     c->inflight--;
