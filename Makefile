@@ -15,7 +15,7 @@ endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-SRCS     := $(wildcard orchestrator/*.c)
+SRCS     := $(wildcard orchestrator/*.c orchestrator/pipeline/*.c)
 OBJDIR   := build/obj$(if $(filter 1,$(SANITIZE)),-san)
 OBJS     := $(patsubst orchestrator/%.c,$(OBJDIR)/%.o,$(SRCS))
 LIBOBJS  := $(filter-out $(OBJDIR)/main.o,$(OBJS))
@@ -63,9 +63,10 @@ certfleet: $(OBJS) $(MODE_STAMP)
 	@$(if $(Q),echo "  LINK $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(OBJS) $(PKG_LIBS) -lm
 
-$(OBJDIR)/%.o: orchestrator/%.c $(wildcard orchestrator/*.h) | $(OBJDIR)
+$(OBJDIR)/%.o: orchestrator/%.c $(wildcard orchestrator/*.h orchestrator/pipeline/*.h) | $(OBJDIR)
 	@$(if $(Q),echo "  CC   $<")
-	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -Iorchestrator $(PKG_CFLAGS) -c -o $@ $<
 
 $(OBJDIR):
 	@mkdir -p $@
@@ -89,10 +90,10 @@ demo: check-deps
 	@tests/fleet/demo
 
 format:
-	clang-format -i orchestrator/*.c orchestrator/*.h tests/unit/*.c
+	clang-format -i orchestrator/*.c orchestrator/*.h orchestrator/pipeline/*.[ch] tests/unit/*.c
 
 format-check:
-	@clang-format --dry-run --Werror orchestrator/*.c orchestrator/*.h tests/unit/*.c && echo "format ok"
+	@clang-format --dry-run --Werror orchestrator/*.c orchestrator/*.h orchestrator/pipeline/*.[ch] tests/unit/*.c && echo "format ok"
 
 install: certfleet
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/certfleet $(DESTDIR)$(PREFIX)/share/man/man1

@@ -97,6 +97,14 @@ struct cf_acme_order_req {
     const char *replaces;        /* ARI certID of the certificate this one replaces, or NULL */
     const char *preferred_chain; /* issuer CN of the top of the preferred chain, or NULL */
     const struct cf_acme_solver *solver;
+    /* An order URL journaled by an earlier run (same account and
+     * directory), or NULL: continued when the CA still has it, else a new
+     * order is placed transparently. */
+    const char *resume_url;
+    /* Called once with the order callback's arg as soon as the order URL
+     * is known, before any challenge is presented and before finalize,
+     * so the caller can journal it.  May be NULL. */
+    void (*created)(void *arg, const char *order_url);
 };
 
 /* Owned by the client and freed when the callback returns; the callback

@@ -19,6 +19,7 @@
 #define CF_APPLY_H
 
 #include "opts.h"
+#include "report.h"
 
 enum cf_apply_mode {
     CF_MODE_APPLY, /* prepare hosts + certificates */
@@ -26,8 +27,13 @@ enum cf_apply_mode {
     CF_MODE_PLAN,  /* apply --check */
 };
 
-/* Run the pipeline; returns the process exit code (enum cf_exit). */
-int cf_apply_run(const struct cf_opts *o, enum cf_apply_mode mode, const char *command);
+/* Run the pipeline and fill *report (initialised here; the caller
+ * prints it and releases it with cf_report_release, whatever the exit
+ * code).  Returns the process exit code (enum cf_exit): CF_EXIT_USAGE
+ * with err set when nothing was touched (no inventory, a config error, an
+ * unusable state directory), 128 + the signal after SIGINT/SIGTERM. */
+int cf_apply_run(const struct cf_opts *o, enum cf_apply_mode mode, const char *command,
+                 struct cf_report *report, char *err);
 
 /* Where the certbot role lives: $CERTFLEET_ROLES_DIR, else roles/ beside
  * the executable (a source tree), else ../share/certfleet/roles relative

@@ -1,13 +1,16 @@
 /*
  * cmd_apply.c - 'certfleet apply', 'renew' and 'plan': option parsing and
- * help; the pipeline itself is apply.c.
+ * help, and the report the pipeline (orchestrator/pipeline/) returns.
  */
 #include "cf.h"
 #include "apply.h"
 #include "commands.h"
 #include "opts.h"
+#include "report.h"
 
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #define COMMON_OPTS                                                                                \
     "  -i, --inventory FILE|DIR   inventory (INI or YAML, file or directory); repeatable\n"        \
@@ -29,6 +32,7 @@
     "      --serial N             push to N hosts of a certificate at a time\n"                    \
     "      --max-fail-percentage P  stop pushing once more than P%% of its hosts failed\n"         \
     "      --verify-timeout SEC   how long to wait for the new serial to be served (20)\n"         \
+    "      --force-push           replace a certificate on a host even when it is newer\n"         \
     "      --diff                 show unified diffs of changed files\n"                           \
     "      --no-notify            do not send e-mail/webhook alerts\n"                             \
     "      --output text|json     text lines and a recap (default), or one JSON document\n"        \
@@ -90,7 +94,25 @@ static int run(int argc, char **argv, const char *usage, enum cf_apply_mode mode
     }
     if (mode == CF_MODE_PLAN)
         o.check = 1;
-    return cf_apply_run(&o, mode, argv[0]);
+    struct cf_report report;
+    int exit_code = cf_apply_run(&o, mode, argv[0], &report, err);
+    if (exit_code == CF_EXIT_USAGE) {
+        fprintf(stderr, "certfleet %s: %s\n", argv[0], err);
+    } else if (o.output == CF_OUT_JSON) {
+        json_t *j = cf_report_json(&report);
+        char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+        puts(s);
+        free(s);
+        json_decref(j);
+    } else {
+        int color = cf_use_color(1);
+        for (size_t i = 0; i < report.n_hosts; i++)
+            cf_report_print_host(stdout, &report, &report.hosts[i], color);
+        cf_report_print_recap(stdout, &report, color);
+    }
+    fflush(stdout);
+    cf_report_release(&report);
+    return exit_code;
 }
 
 int cmd_apply(int argc, char **argv)

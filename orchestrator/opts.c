@@ -29,6 +29,7 @@ enum {
     O_SERIAL,
     O_MAXFAIL,
     O_VERIFYTO,
+    O_FORCEPUSH,
     O_WARN,
     O_OUTFILE,
     O_LIST,
@@ -65,6 +66,7 @@ static const struct optdef defs[] = {
     {{"serial", required_argument, NULL, O_SERIAL}, CF_OPT_PUSH},
     {{"max-fail-percentage", required_argument, NULL, O_MAXFAIL}, CF_OPT_PUSH},
     {{"verify-timeout", required_argument, NULL, O_VERIFYTO}, CF_OPT_PUSH},
+    {{"force-push", no_argument, NULL, O_FORCEPUSH}, CF_OPT_PUSH},
     {{"output", required_argument, NULL, O_OUTPUT}, CF_OPT_OUTPUT},
     {{"warn-days", required_argument, NULL, O_WARN}, CF_OPT_STATUS},
     {{"output-file", required_argument, NULL, O_OUTFILE}, CF_OPT_STATUS},
@@ -200,6 +202,9 @@ int cf_opts_parse(int argc, char **argv, unsigned families, const char *usage, s
             break;
         case O_MAXFAIL:
             rc = parse_int(name, optarg, 0, 100, &o->max_fail_pct, err);
+            break;
+        case O_FORCEPUSH:
+            o->force_push = 1;
             break;
         case O_VERIFYTO:
             rc = parse_int(name, optarg, 1, 3600, &o->verify_timeout_s, err);

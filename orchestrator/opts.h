@@ -34,6 +34,7 @@ struct cf_opts {
     int serial;              /* --serial N, 0 = all at once */
     int max_fail_pct;        /* --max-fail-percentage, -1 = unset */
     int verify_timeout_s;    /* default 20 */
+    int force_push;          /* --force-push: replace a newer certificate on a host */
     int warn_days;           /* --warn-days, -1 = unset */
     const char *output_file; /* --output-file (html/prometheus) */
     /* inventory command */
@@ -56,7 +57,7 @@ enum {
     CF_OPT_INVENTORY = 1 << 0, /* -i -l -e */
     CF_OPT_RUN = 1 << 1,       /* --check --diff --forks --timeout --known-hosts ... */
     CF_OPT_ACME = 1 << 2,      /* --force-renewal --server --staging --ca-bundle ... */
-    CF_OPT_PUSH = 1 << 3,      /* --serial --max-fail-percentage --verify-timeout */
+    CF_OPT_PUSH = 1 << 3,      /* --serial --max-fail-percentage --verify-timeout --force-push */
     CF_OPT_OUTPUT = 1 << 4,    /* --output */
     CF_OPT_INVCMD = 1 << 5,    /* --list --graph --host */
     CF_OPT_STATUS = 1 << 6,    /* --warn-days --output-file */

@@ -263,8 +263,10 @@ int cf_read_text_file(const char *path, const char *what, char **out, size_t *le
 
 int cf_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
-    char *tmp = cf_asprintf("%s.cf-tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* mkostemp: O_EXCL with a random name, so a file or link someone
+     * placed at a predictable name is never opened or followed */
+    char *tmp = cf_asprintf("%s.cf-tmp.XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
     int rc = CF_EIO;
     if (fd < 0)
         goto out;
