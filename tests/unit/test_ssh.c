@@ -590,6 +590,26 @@ static void test_hung_command_times_out(void **state)
     t0 = cf_mono_ms();
     close_wait(&loop, s);
     assert_true(cf_mono_ms() - t0 < 1000); /* closing never waits on the hung peer */
+
+    /* a command that never reads its stdin: the message tells a stalled
+     * upload from a slow command by how much of stdin went out */
+    assert_int_equal(connect_wait(&loop, &c, &s), 0);
+    size_t n = 8u << 20;
+    char *in = cf_xcalloc(1, n);
+    w = exec_wait(&loop, s, "sleep 30", in, n);
+    assert_int_equal(w.status, CF_ETIMEDOUT);
+    const char *msg = cf_ssh_error(s);
+    size_t sent = 0, total = 0;
+    assert_int_equal(sscanf(msg,
+                            "command on host-a (127.0.20.1:2222) timed out after 1 s while running "
+                            "the command (%zu of %zu bytes of stdin sent)",
+                            &sent, &total),
+                     2);
+    assert_int_equal(total, n);
+    assert_true(sent < n);
+    waiter_release(&w);
+    free(in);
+    close_wait(&loop, s);
     finish_loop(&loop);
 }
 
