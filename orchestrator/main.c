@@ -4,6 +4,7 @@
 #include "cf.h"
 #include "commands.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -85,6 +86,12 @@ static int cmd_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* A peer that hangs up must fail one host, not end the run: OpenSSL
+     * writes the status probes' TLS records with plain write(), which raises
+     * SIGPIPE when the host has reset the connection.  Ignored, the write
+     * fails with EPIPE and the probe reports that host.  (libssh2 and
+     * libcurl already send with MSG_NOSIGNAL.) */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         print_overview(stderr);
         return CF_EXIT_USAGE;

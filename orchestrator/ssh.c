@@ -65,15 +65,17 @@ enum ssh_state {
     S_CLOSED,
 };
 
+/* Each name reads after "while", as in "timed out after 30 s while
+ * performing the ssh handshake". */
 static const char *const state_names[] = {
-    [S_NEW] = "new",
+    [S_NEW] = "starting",
     [S_RESOLVE] = "resolving the address",
-    [S_TCP] = "tcp connect",
-    [S_HANDSHAKE] = "ssh handshake",
-    [S_HOSTKEY] = "host key check",
-    [S_AUTH_LIST] = "authentication",
-    [S_AUTH_AGENT] = "authentication (ssh-agent)",
-    [S_AUTH_KEY] = "authentication (key file)",
+    [S_TCP] = "opening the tcp connection",
+    [S_HANDSHAKE] = "performing the ssh handshake",
+    [S_HOSTKEY] = "checking the host key",
+    [S_AUTH_LIST] = "authenticating",
+    [S_AUTH_AGENT] = "authenticating with ssh-agent",
+    [S_AUTH_KEY] = "authenticating with a key file",
     [S_IDLE] = "idle",
     [S_CH_OPEN] = "opening a channel",
     [S_CH_EXEC] = "starting the command",
@@ -93,11 +95,13 @@ struct cf_ssh {
     int port;
     enum cf_hostkey_mode hostkey_mode;
     unsigned timeout_ms;
-    char endpoint[300]; /* "addr:port" for messages */
+    char endpoint[300];  /* "addr:port" for messages */
+    char tried_addr[64]; /* numeric address of the last connect, when resolved by name */
 
     enum ssh_state state;
     int fail_code;
     char errmsg[CF_ERRLEN];
+    char libtext[256]; /* ssh_errtext()'s copy of libssh2's message */
 
     /* socket and handles (embedded; freed after their close callbacks) */
     int fd;
@@ -131,7 +135,7 @@ struct cf_ssh {
     char *command;
     char *in;
     size_t in_len, in_off;
-    int eof_sent;
+    int eof_sent; /* SSH_MSG_CHANNEL_EOF went out, or the channel takes no more input */
     struct cf_buf out, err;
     int truncated;
     int exit_status;
@@ -169,14 +173,59 @@ static const char *known_hosts_path(const cf_ssh *s)
     return s->known_hosts;
 }
 
-/* libssh2's last error text, for messages. */
+/* A message from the C library or libssh2 ("Connection refused", "Failed
+ * getting banner") copied into buf with its first letter lowered, so that it
+ * reads inside our lowercase messages.  An acronym ("SSH...") keeps its case. */
+static const char *lower_first(char *buf, size_t n, const char *text)
+{
+    snprintf(buf, n, "%s", text);
+    if (buf[0] >= 'A' && buf[0] <= 'Z' && !(buf[1] >= 'A' && buf[1] <= 'Z'))
+        buf[0] = (char)(buf[0] - 'A' + 'a');
+    return buf;
+}
+
+/* libssh2's last error text, for messages; valid until the next call. */
 static const char *ssh_errtext(cf_ssh *s)
 {
     char *msg = NULL;
     if (!s->session)
         return "no session";
     libssh2_session_last_error(s->session, &msg, NULL, 0);
-    return msg && *msg ? msg : "unknown libssh2 error";
+    return lower_first(s->libtext, sizeof s->libtext, msg && *msg ? msg : "unknown libssh2 error");
+}
+
+/* strerror(e) in our case; valid until the next call. */
+static const char *errno_text(cf_ssh *s, int e)
+{
+    return lower_first(s->libtext, sizeof s->libtext, strerror(e));
+}
+
+/* The socket's pending error.  libuv reports any POLLERR as UV_EBADF, so
+ * the reason a connect failed or a connection broke (ECONNREFUSED,
+ * ECONNRESET, ETIMEDOUT) is only in SO_ERROR; 0 when none is pending. */
+static int socket_error(const cf_ssh *s)
+{
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (s->fd < 0 || getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+        return 0;
+    return soerr;
+}
+
+static int is_socket_error(int rc)
+{
+    return rc == LIBSSH2_ERROR_SOCKET_SEND || rc == LIBSSH2_ERROR_SOCKET_RECV ||
+           rc == LIBSSH2_ERROR_SOCKET_DISCONNECT || rc == LIBSSH2_ERROR_SOCKET_NONE ||
+           rc == LIBSSH2_ERROR_SOCKET_TIMEOUT;
+}
+
+/* Why the connection is gone, after libssh2 returned a socket-level rc:
+ * its own text then is "transport read" and the like, so say what the
+ * socket says, or that the host hung up. */
+static const char *lost_text(cf_ssh *s)
+{
+    int e = socket_error(s);
+    return e ? errno_text(s, e) : "the host closed the connection";
 }
 
 /* Set a method preference, keeping only the names this libssh2 knows:
@@ -277,16 +326,28 @@ static enum step fail(cf_ssh *s, int code, const char *fmt, ...)
     return STEP_STOP;
 }
 
+/* The connection broke under libssh2 (a socket-level rc). */
+static enum step fail_lost(cf_ssh *s)
+{
+    return fail(s, CF_ECONNECT, "connection to %s (%s) lost while %s: %s", s->name, s->endpoint,
+                state_names[s->state], lost_text(s));
+}
+
 static void on_timeout(uv_timer_t *t)
 {
     cf_ssh *s = t->data;
     double secs = s->timeout_ms / 1000.0;
-    if (s->exec_cb)
-        fail(s, CF_ETIMEDOUT, "command on %s (%s) timed out after %.1f s while %s", s->name,
+    char sent[96] = "";
+    if (!s->exec_cb) {
+        fail(s, CF_ETIMEDOUT, "connect to %s (%s) timed out after %g s while %s", s->name,
              s->endpoint, secs, state_names[s->state]);
-    else
-        fail(s, CF_ETIMEDOUT, "connecting to %s (%s) timed out after %.1f s during %s", s->name,
-             s->endpoint, secs, state_names[s->state]);
+        return;
+    }
+    /* a stalled stdin is told apart from a command that never ends */
+    if (s->state == S_CH_IO && s->in_len && !s->eof_sent)
+        snprintf(sent, sizeof sent, " (%zu of %zu bytes of stdin sent)", s->in_off, s->in_len);
+    fail(s, CF_ETIMEDOUT, "command on %s (%s) timed out after %g s while %s%s", s->name,
+         s->endpoint, secs, state_names[s->state], sent);
 }
 
 static void on_kick(uv_timer_t *t)
@@ -303,6 +364,20 @@ static void schedule_kick(cf_ssh *s)
 
 static enum step tcp_try_next(cf_ssh *s);
 
+/* The end of a closing session: once no handle close and no resolution is
+ * outstanding, free it and tell the owner.  Returns 1 when s is gone. */
+static int release_if_done(cf_ssh *s)
+{
+    if (!s->closing || s->pending_closes > 0 || s->resolving)
+        return 0;
+    void (*cb)(void *) = s->close_cb;
+    void *arg = s->close_arg;
+    free(s);
+    if (cb)
+        cb(arg);
+    return 1;
+}
+
 static void on_poll_closed_retry(uv_handle_t *h)
 {
     cf_ssh *s = h->data;
@@ -312,14 +387,7 @@ static void on_poll_closed_retry(uv_handle_t *h)
         close(s->fd);
     s->fd = -1;
     if (s->closing) {
-        /* cf_ssh_close() is waiting for this handle too */
-        if (s->pending_closes == 0 && !s->resolving) {
-            void (*cb)(void *) = s->close_cb;
-            void *arg = s->close_arg;
-            free(s);
-            if (cb)
-                cb(arg);
-        }
+        release_if_done(s); /* cf_ssh_close() is waiting for this handle too */
         return;
     }
     if (s->state == S_TCP)
@@ -342,11 +410,21 @@ static void tcp_abandon(cf_ssh *s)
     }
 }
 
+/* Which address a name resolved to, for the message: only when the
+ * endpoint does not show it already. */
+static void note_tried_addr(cf_ssh *s, const struct addrinfo *a)
+{
+    if (!s->ai_from_uv || getnameinfo(a->ai_addr, a->ai_addrlen, s->tried_addr,
+                                      sizeof s->tried_addr, NULL, 0, NI_NUMERICHOST) != 0)
+        s->tried_addr[0] = '\0';
+}
+
 static enum step tcp_try_next(cf_ssh *s)
 {
     while (s->ai_next) {
         struct addrinfo *a = s->ai_next;
         s->ai_next = a->ai_next;
+        note_tried_addr(s, a);
         int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             s->last_connect_errno = errno;
@@ -358,11 +436,12 @@ static enum step tcp_try_next(cf_ssh *s)
             continue;
         }
         s->fd = fd;
-        if (uv_poll_init_socket(s->loop, &s->poll, fd) != 0) {
+        int uvrc = uv_poll_init_socket(s->loop, &s->poll, fd);
+        if (uvrc != 0) {
             close(fd);
             s->fd = -1;
-            return fail(s, CF_ECONNECT, "cannot watch the socket for %s (%s)", s->name,
-                        s->endpoint);
+            return fail(s, CF_ECONNECT, "connect to %s (%s): cannot watch the socket: %s", s->name,
+                        s->endpoint, uv_strerror(uvrc));
         }
         s->poll.data = s;
         s->poll_open = 1;
@@ -371,9 +450,12 @@ static enum step tcp_try_next(cf_ssh *s)
         set_state(s, S_TCP);
         return STEP_WAIT;
     }
-    return fail(s, CF_ECONNECT, "cannot connect to %s (%s): %s; is sshd running there?", s->name,
-                s->endpoint,
-                strerror(s->last_connect_errno ? s->last_connect_errno : EHOSTUNREACH));
+    int e = s->last_connect_errno ? s->last_connect_errno : EHOSTUNREACH;
+    char via[96] = "";
+    if (s->tried_addr[0])
+        snprintf(via, sizeof via, " at %s", s->tried_addr);
+    return fail(s, CF_ECONNECT, "connect to %s (%s)%s: %s%s", s->name, s->endpoint, via,
+                errno_text(s, e), e == ECONNREFUSED ? "; is sshd listening there?" : "");
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -383,13 +465,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     if (s->closing) {
         if (res)
             uv_freeaddrinfo(res);
-        if (s->pending_closes == 0) {
-            void (*cb)(void *) = s->close_cb;
-            void *arg = s->close_arg;
-            free(s);
-            if (cb)
-                cb(arg);
-        }
+        release_if_done(s);
         return;
     }
     if (s->state != S_RESOLVE) { /* timed out meanwhile */
@@ -398,8 +474,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     if (status != 0 || !res) {
-        fail(s, CF_ECONNECT, "cannot resolve \"%s\" for %s: %s; check ansible_host", s->address,
-             s->name, uv_strerror(status));
+        fail(s, CF_ECONNECT, "resolve %s (%s): %s; check ansible_host", s->name, s->endpoint,
+             status ? uv_strerror(status) : "no address");
         return;
     }
     s->ai = res;
@@ -424,18 +500,21 @@ static enum step st_resolve(cf_ssh *s)
     }
     hints.ai_flags = AI_NUMERICSERV;
     s->gai.data = s;
-    if (uv_getaddrinfo(s->loop, &s->gai, on_resolved, s->address, port, &hints) != 0)
-        return fail(s, CF_ECONNECT, "cannot resolve \"%s\" for %s", s->address, s->name);
+    int rc = uv_getaddrinfo(s->loop, &s->gai, on_resolved, s->address, port, &hints);
+    if (rc != 0)
+        return fail(s, CF_ECONNECT, "resolve %s (%s): %s", s->name, s->endpoint, uv_strerror(rc));
     s->resolving = 1;
     return STEP_STOP; /* on_resolved continues */
 }
 
-static void tcp_check(cf_ssh *s)
+/* The socket became writable or reported an error: SO_ERROR says whether
+ * the connect succeeded.  poll_status is only a fallback, as libuv turns
+ * every POLLERR into UV_EBADF. */
+static void tcp_check(cf_ssh *s, int poll_status)
 {
-    int soerr = 0;
-    socklen_t sl = sizeof soerr;
-    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
-        soerr = errno;
+    int soerr = socket_error(s);
+    if (soerr == 0 && poll_status < 0)
+        soerr = -poll_status;
     if (soerr != 0) {
         s->last_connect_errno = soerr;
         tcp_abandon(s);
@@ -820,8 +899,11 @@ static enum step st_auth_list(cf_ssh *s)
     if (!list) {
         if (libssh2_userauth_authenticated(s->session))
             return auth_done(s);
-        if (libssh2_session_last_errno(s->session) == LIBSSH2_ERROR_EAGAIN)
+        int rc = libssh2_session_last_errno(s->session);
+        if (rc == LIBSSH2_ERROR_EAGAIN)
             return STEP_WAIT;
+        if (is_socket_error(rc))
+            return fail_lost(s);
         return fail(s, CF_EAUTH, "ssh authentication to %s (%s) failed: %s", s->name, s->endpoint,
                     ssh_errtext(s));
     }
@@ -902,10 +984,8 @@ static enum step st_auth_key(cf_ssh *s)
             return STEP_WAIT;
         if (rc == 0)
             return auth_done(s);
-        if (rc == LIBSSH2_ERROR_SOCKET_SEND || rc == LIBSSH2_ERROR_SOCKET_RECV ||
-            rc == LIBSSH2_ERROR_SOCKET_DISCONNECT)
-            return fail(s, CF_ECONNECT, "connection to %s (%s) lost during authentication: %s",
-                        s->name, s->endpoint, ssh_errtext(s));
+        if (is_socket_error(rc))
+            return fail_lost(s);
         char *what;
         if (rc == LIBSSH2_ERROR_FILE)
             what = cf_asprintf("%s (cannot load it: %s; a passphrase-protected key needs "
@@ -928,8 +1008,11 @@ static enum step st_ch_open(cf_ssh *s)
 {
     s->channel = libssh2_channel_open_session(s->session);
     if (!s->channel) {
-        if (libssh2_session_last_errno(s->session) == LIBSSH2_ERROR_EAGAIN)
+        int rc = libssh2_session_last_errno(s->session);
+        if (rc == LIBSSH2_ERROR_EAGAIN)
             return STEP_WAIT;
+        if (is_socket_error(rc))
+            return fail_lost(s);
         return fail(s, CF_EPROTO, "cannot open an ssh channel to %s (%s): %s", s->name, s->endpoint,
                     ssh_errtext(s));
     }
@@ -942,6 +1025,8 @@ static enum step st_ch_exec(cf_ssh *s)
     int rc = libssh2_channel_exec(s->channel, s->command);
     if (rc == LIBSSH2_ERROR_EAGAIN)
         return STEP_WAIT;
+    if (is_socket_error(rc))
+        return fail_lost(s);
     if (rc != 0)
         return fail(s, CF_EPROTO, "%s (%s) refused to run a command: %s", s->name, s->endpoint,
                     ssh_errtext(s));
@@ -971,10 +1056,13 @@ static enum step st_ch_io(cf_ssh *s)
             size_t n = s->in_len - s->in_off;
             ssize_t w = libssh2_channel_write(s->channel, s->in + s->in_off,
                                               n > sizeof buf ? sizeof buf : n);
-            if (w == LIBSSH2_ERROR_EAGAIN)
+            if (w == LIBSSH2_ERROR_EAGAIN || w == 0) /* 0: the window is shut */
                 break;
+            if (w < 0 && is_socket_error((int)w))
+                return fail_lost(s);
             if (w < 0) {
-                /* the command stopped reading: drop the rest of stdin */
+                /* the command closed its side: the rest of stdin, and the
+                 * EOF, have nowhere to go */
                 cf_debug("ssh %s: stdin write failed: %s", s->name, ssh_errtext(s));
                 s->in_off = s->in_len;
                 s->eof_sent = 1;
@@ -985,9 +1073,13 @@ static enum step st_ch_io(cf_ssh *s)
         }
         if (s->in_off == s->in_len && !s->eof_sent) {
             int rc = libssh2_channel_send_eof(s->channel);
-            if (rc == 0 || rc != LIBSSH2_ERROR_EAGAIN) {
+            if (rc == 0) {
                 s->eof_sent = 1;
                 progress = 1;
+            } else if (rc != LIBSSH2_ERROR_EAGAIN) {
+                /* libssh2 fails it only when the socket did: without the
+                 * EOF the command would wait for more stdin until the timeout */
+                return fail_lost(s);
             }
         }
         for (int stream = 0; stream < 2; stream++) {
@@ -995,11 +1087,14 @@ static enum step st_ch_io(cf_ssh *s)
                 ssize_t r = libssh2_channel_read_ex(s->channel, stream, buf, sizeof buf);
                 if (r == LIBSSH2_ERROR_EAGAIN || r == 0)
                     break;
+                if (r < 0 && is_socket_error((int)r))
+                    return fail_lost(s);
                 if (r < 0)
-                    return fail(s, CF_EPROTO, "reading from %s (%s) failed: %s", s->name,
-                                s->endpoint, ssh_errtext(s));
+                    return fail(s, CF_EPROTO, "reading the output of a command on %s (%s): %s",
+                                s->name, s->endpoint, ssh_errtext(s));
                 if (capture(s, stream ? &s->err : &s->out, buf, (size_t)r) != 0)
-                    return fail(s, CF_ENOMEM, "out of memory reading from %s", s->name);
+                    return fail(s, CF_ENOMEM, "out of memory reading from %s (%s)", s->name,
+                                s->endpoint);
                 progress = got_data = 1;
             }
         }
@@ -1009,8 +1104,14 @@ static enum step st_ch_io(cf_ssh *s)
         }
     } while (progress);
     /* libssh2 may have pulled more packets into its buffer than the socket
-     * now signals: look again on the next loop iteration */
-    if (got_data)
+     * now signals: look again on the next loop iteration.  Likewise when a
+     * read consumed the WINDOW_ADJUST a blocked write was waiting for: the
+     * peer then sends nothing more, so waiting for input would stall stdin
+     * until the timeout.  (Not while the socket itself is full: the poll
+     * waits for it to drain.) */
+    if (got_data ||
+        (s->in_off < s->in_len && libssh2_channel_window_write(s->channel) > 0 &&
+         !(libssh2_session_block_directions(s->session) & LIBSSH2_SESSION_BLOCK_OUTBOUND)))
         schedule_kick(s);
     return STEP_WAIT;
 }
@@ -1020,6 +1121,8 @@ static enum step st_ch_close(cf_ssh *s)
     int rc = libssh2_channel_close(s->channel);
     if (rc == LIBSSH2_ERROR_EAGAIN)
         return STEP_WAIT;
+    if (is_socket_error(rc))
+        return fail_lost(s);
     if (rc != 0)
         return fail(s, CF_EPROTO, "closing the channel to %s (%s) failed: %s", s->name, s->endpoint,
                     ssh_errtext(s));
@@ -1066,11 +1169,8 @@ static enum step step_once(cf_ssh *s)
         int rc = libssh2_session_handshake(s->session, s->fd);
         if (rc == LIBSSH2_ERROR_EAGAIN)
             return STEP_WAIT;
-        if (rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_SEND ||
-            rc == LIBSSH2_ERROR_SOCKET_DISCONNECT || rc == LIBSSH2_ERROR_SOCKET_NONE)
-            return fail(s, CF_ECONNECT,
-                        "%s (%s) closed the connection during the ssh handshake: %s", s->name,
-                        s->endpoint, ssh_errtext(s));
+        if (is_socket_error(rc))
+            return fail_lost(s);
         if (rc != 0)
             return fail(s, CF_EPROTO, "ssh handshake with %s (%s) failed: %s", s->name, s->endpoint,
                         ssh_errtext(s));
@@ -1120,7 +1220,9 @@ static void drive(cf_ssh *s)
 }
 
 /* Watch the socket for what libssh2 is blocked on; while a command runs,
- * always for input too, as the peer may send at any time. */
+ * always for input too, as the peer may send at any time.  When libssh2
+ * names no direction, watch both (as curl does): waiting for input alone
+ * could wait for a peer that is itself waiting for us. */
 static void update_poll(cf_ssh *s)
 {
     int ev = 0;
@@ -1134,7 +1236,9 @@ static void update_poll(cf_ssh *s)
             ev |= UV_READABLE;
         if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
             ev |= UV_WRITABLE;
-        if (s->state >= S_CH_OPEN || ev == 0)
+        if (dir == 0)
+            ev = UV_READABLE | UV_WRITABLE;
+        if (s->state >= S_CH_OPEN)
             ev |= UV_READABLE;
     }
     if (ev == s->poll_events)
@@ -1152,17 +1256,13 @@ static void on_poll(uv_poll_t *h, int status, int events)
     if (s->closing)
         return;
     if (s->state == S_TCP) {
-        if (status < 0) {
-            s->last_connect_errno = -status;
-            tcp_abandon(s);
-        } else {
-            tcp_check(s);
-        }
+        tcp_check(s, status);
         return;
     }
     if (status < 0) {
-        fail(s, CF_ECONNECT, "connection to %s (%s) failed during %s: %s", s->name, s->endpoint,
-             state_names[s->state], uv_strerror(status));
+        int e = socket_error(s);
+        fail(s, CF_ECONNECT, "connection to %s (%s) lost while %s: %s", s->name, s->endpoint,
+             state_names[s->state], e ? errno_text(s, e) : uv_strerror(status));
         return;
     }
     drive(s);
@@ -1261,9 +1361,11 @@ int cf_ssh_exec(cf_ssh *s, const char *command, const void *in, size_t in_len, c
         return s->fail_code ? s->fail_code : CF_EPROTO;
     if (s->state != S_IDLE || s->exec_cb) {
         snprintf(s->errmsg, sizeof s->errmsg,
-                 "session to %s is busy: wait for the previous command's callback", s->name);
+                 "session to %s (%s) is busy: wait for the previous command's callback", s->name,
+                 s->endpoint);
         return CF_EINVAL;
     }
+    s->errmsg[0] = '\0'; /* the message is about this command from now on */
     s->command = cf_strdup(command);
     s->in_len = in_len;
     s->in_off = 0;
@@ -1291,6 +1393,11 @@ const char *cf_ssh_error(const cf_ssh *s)
 const char *cf_ssh_name(const cf_ssh *s)
 {
     return s ? s->name : "";
+}
+
+const char *cf_ssh_endpoint(const cf_ssh *s)
+{
+    return s ? s->endpoint : "";
 }
 
 static void free_session(cf_ssh *s)
@@ -1326,13 +1433,8 @@ static void on_handle_closed(uv_handle_t *h)
             close(s->fd);
         s->fd = -1;
     }
-    if (--s->pending_closes > 0 || s->resolving)
-        return;
-    void (*cb)(void *) = s->close_cb;
-    void *arg = s->close_arg;
-    free(s);
-    if (cb)
-        cb(arg);
+    s->pending_closes--;
+    release_if_done(s);
 }
 
 /* Ends the session: a pending callback runs with CF_ECANCELED, an idle
@@ -1344,7 +1446,8 @@ void cf_ssh_close(cf_ssh *s, void (*close_cb)(void *arg), void *arg)
     if (!s || s->closing)
         return;
     if (s->connect_cb || s->exec_cb) {
-        snprintf(s->errmsg, sizeof s->errmsg, "session to %s was closed", s->name);
+        snprintf(s->errmsg, sizeof s->errmsg, "session to %s (%s) was closed while %s", s->name,
+                 s->endpoint, state_names[s->state]);
         s->fail_code = CF_ECANCELED;
         set_state(s, S_FAILED);
         stop_io(s);
