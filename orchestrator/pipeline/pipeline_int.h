@@ -209,9 +209,11 @@ int pl_add_version_writes(struct cf_rbatch *b, const struct rhost *h, const char
                           const char *key, size_t keylen, char *err);
 const char *pl_batch_error(const struct cf_rbatch *b, size_t from, size_t to);
 char *pl_run_output(const struct cf_rop_result *res);
-/* "STEP on host 'NAME' (ADDR:PORT): DETAIL" where DETAIL is the session's
- * own message when it has one, else the status text.  Caller frees. */
-char *pl_host_error(const struct rhost *h, const char *step, int status);
+/* "STEP on host 'NAME' (ADDR:PORT) failed: DETAIL" where DETAIL is the
+ * session's own message (from a failed op of b, which may be NULL, or the
+ * host's connection error), else the status text; just "STEP failed:
+ * DETAIL" when DETAIL names the host already.  Caller frees. */
+char *pl_host_error(const struct rhost *h, const char *step, int status, const struct cf_rbatch *b);
 
 /* --- prove.c: one host's push after its reload */
 struct push {

@@ -45,19 +45,17 @@ static void prep_finish(struct prep *p, int ok)
     cf_hostq_done(q);
 }
 
-/* A failed step: the host's message names the step and the cause. */
-static void prep_fail(struct prep *p, const char *step, int status, const char *detail)
+/* A failed step: the host's message names the step and the cause (the
+ * role's own text, else the session's). */
+static void prep_fail(struct prep *p, const char *step, int status, const char *detail,
+                      const struct cf_rbatch *b)
 {
     struct rhost *h = p->h;
-    if (detail && *detail) {
-        char *m = cf_asprintf("%s on host '%s': %s", step, h->cfg->name, detail);
-        cf_report_host_failed(pl_hrep(h), m);
-        free(m);
-    } else {
-        char *m = pl_host_error(h, step, status);
-        cf_report_host_failed(pl_hrep(h), m);
-        free(m);
-    }
+    char *m = detail && *detail
+                  ? cf_asprintf("%s on host '%s' failed: %s", step, h->cfg->name, detail)
+                  : pl_host_error(h, step, status, b);
+    cf_report_host_failed(pl_hrep(h), m);
+    free(m);
     prep_finish(p, 0);
 }
 
@@ -73,7 +71,8 @@ static void on_handlers(cf_ssh *s, int status, struct cf_role_result *res, void 
         }
     }
     if (status != 0) {
-        prep_fail(p, "running the handlers", status, res && res->error[0] ? res->error : NULL);
+        prep_fail(p, "running the handlers", status, res && res->error[0] ? res->error : NULL,
+                  NULL);
         cf_role_result_free(res);
         return;
     }
@@ -103,7 +102,7 @@ static void prep_handlers(struct prep *p)
         return;
     }
     if (rc != 0)
-        prep_fail(p, "starting the handlers", rc, err);
+        prep_fail(p, "starting the handlers", rc, err, NULL);
 }
 
 static void on_installed(struct cf_rbatch *b, int status, void *arg)
@@ -113,7 +112,7 @@ static void on_installed(struct cf_rbatch *b, int status, void *arg)
     const char *e = status ? NULL : pl_batch_error(b, 0, cf_rbatch_count(b));
     if (status || e) {
         char *m =
-            status ? pl_host_error(h, "installing the first certificate", status) : cf_strdup(e);
+            status ? pl_host_error(h, "installing the first certificate", status, b) : cf_strdup(e);
         cf_report_task(pl_hrep(h), "prepare", "install first certificate", CF_TASK_FAILED, m, NULL,
                        0);
         free(m);
@@ -210,7 +209,7 @@ static void on_inspected(struct cf_rbatch *b, int status, void *arg)
     struct prep *p = arg;
     struct rhost *h = p->h;
     if (status != 0) {
-        prep_fail(p, "inspecting the live certificates", status, NULL);
+        prep_fail(p, "inspecting the live certificates", status, NULL, b);
         return;
     }
     size_t removed = 0;
@@ -328,7 +327,7 @@ static void on_converged(cf_ssh *s, int status, struct cf_role_result *res, void
         }
     }
     if (status != 0) {
-        prep_fail(p, "converging the role", status, res && res->error[0] ? res->error : NULL);
+        prep_fail(p, "converging the role", status, res && res->error[0] ? res->error : NULL, NULL);
         cf_role_result_free(res);
         return;
     }
@@ -368,5 +367,5 @@ void pl_job_prepare(struct cf_hostq *q, cf_ssh *s, int status, void *arg)
     char err[CF_ERRLEN] = "";
     int rc = cf_role_converge(s, r->role, h->vars, &ro, on_converged, p, err);
     if (rc != 0)
-        prep_fail(p, "starting the role", rc, err);
+        prep_fail(p, "starting the role", rc, err, NULL);
 }

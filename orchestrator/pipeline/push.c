@@ -90,11 +90,24 @@ char *pl_run_output(const struct cf_rop_result *res)
     return s;
 }
 
-char *pl_host_error(const struct rhost *h, const char *step, int status)
+char *pl_host_error(const struct rhost *h, const char *step, int status, const struct cf_rbatch *b)
 {
-    const char *detail = h->q ? cf_hostq_error(h->q) : "";
-    return cf_asprintf("%s on host '%s' (%s:%d): %s", step, h->cfg->name, h->cfg->address,
-                       h->cfg->port, detail && *detail ? detail : cf_strerror(status));
+    const char *detail = NULL;
+    /* a batch that failed as a whole carries the session's own message */
+    for (size_t i = 0; b && i < cf_rbatch_count(b) && !detail; i++) {
+        const struct cf_rop_result *r = cf_rbatch_result(b, i);
+        if (r && r->status != 0 && r->err_text && *r->err_text)
+            detail = r->err_text;
+    }
+    if (!detail && h->q && *cf_hostq_error(h->q))
+        detail = cf_hostq_error(h->q);
+    if (!detail)
+        detail = cf_strerror(status);
+    /* ssh's messages name the host and its endpoint already */
+    if (strstr(detail, h->cfg->name))
+        return cf_asprintf("%s failed: %s", step, detail);
+    return cf_asprintf("%s on host '%s' (%s:%d) failed: %s", step, h->cfg->name, h->cfg->address,
+                       h->cfg->port, detail);
 }
 
 static void push_free(struct push *p)
@@ -113,7 +126,7 @@ static void push_free(struct push *p)
 static void on_rolled_back(struct cf_rbatch *b, int status, void *arg)
 {
     struct push *p = arg;
-    char *e = status ? pl_host_error(p->h, "rolling back", status) : NULL;
+    char *e = status ? pl_host_error(p->h, "rolling back", status, b) : NULL;
     const char *be = status ? NULL : pl_batch_error(b, 0, cf_rbatch_count(b));
     char *msg = cf_asprintf("%s; rolled back to the previous certificate%s%s%s", p->fail_msg,
                             e || be ? " (the rollback failed too: " : "",
@@ -174,7 +187,8 @@ static void on_reloaded(struct cf_rbatch *b, int status, void *arg)
     struct push *p = arg;
     const struct cf_rop_result *res = cf_rbatch_result(b, 0);
     if (status != 0 || !res || res->status != 0 || res->exit_status != 0) {
-        char *out = status || !res ? pl_host_error(p->h, "reloading", status) : pl_run_output(res);
+        char *out =
+            status || !res ? pl_host_error(p->h, "reloading", status, b) : pl_run_output(res);
         char *why = cf_asprintf("reload command failed: %s", out);
         free(out);
         pl_push_rollback(p, why, 1);
@@ -198,7 +212,7 @@ static void on_pushed(struct cf_rbatch *b, int status, void *arg)
     struct push *p = arg;
     char err[CF_ERRLEN] = "";
     if (status != 0) {
-        char *m = pl_host_error(p->h, "pushing the new version", status);
+        char *m = pl_host_error(p->h, "pushing the new version", status, b);
         pl_push_finish(p, 0, m);
         free(m);
         return;
@@ -236,7 +250,7 @@ static void job_push(struct cf_hostq *q, cf_ssh *s, int status, void *arg)
     p->q = q;
     p->s = s;
     if (status != 0 || !s) {
-        char *m = pl_host_error(p->h, "connecting", status);
+        char *m = pl_host_error(p->h, "connecting", status, NULL);
         pl_push_finish(p, 0, m);
         free(m);
         return;

@@ -176,7 +176,7 @@ static void on_token_written(struct cf_rbatch *b, int status, void *arg)
     struct tok *t = th->t;
     struct run *r = t->c->run;
     const char *step = t->cleanup ? "removing the token" : "writing the token";
-    char *e = status ? pl_host_error(th->h, step, status) : NULL;
+    char *e = status ? pl_host_error(th->h, step, status, b) : NULL;
     const char *be = status ? NULL : pl_batch_error(b, 0, cf_rbatch_count(b));
     if (be)
         e = cf_asprintf("host '%s': could not write the token for '%s': %s", th->h->cfg->name,

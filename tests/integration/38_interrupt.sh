@@ -55,4 +55,16 @@ if [ -e "$other" ]; then ok "a file certfleet did not write is kept"; else not_o
 like "stale token: the run says so" "$OUT" "remove stale ACME tokens => 1 token\(s\) an interrupted run left in the webroot"
 if [ -e "$STATE/journal/tokens/$hh" ]; then not_ok "stale token: still journaled"; else ok "stale token: journal entry gone"; fi
 rm -f "$other"
+
+# a command that hangs: the failure names the host, its endpoint, the step
+# and the timeout; the other host is still done
+hv=$FLEET_DIR/inventory/host_vars/h2.yml
+cp "$hv" "$hv.orig"
+grep -v '^certbot_test_command:' "$hv.orig" >"$hv"
+echo 'certbot_test_command: "sleep 20"' >>"$hv"
+CF_TIMEOUT=3 cf apply
+is "hung command: exit 1" "$RC" 1
+like "hung command: the message says where, what and how long" "$OUT" "inspecting the live certificates failed: command on h2 \(127\.0\.38\.2:2222\) timed out after 3 s"
+is "hung command: h1 is still done" "$(recap_field "$OUT" h1 failed)" 0
+mv "$hv.orig" "$hv"
 finish

@@ -138,18 +138,18 @@ is "stopped nginx: h3 serves the store's version again" "$(served_serial_is 127.
 # never a downgrade: a host with a newer certificate than the store's (as
 # when another store pushed it) is not overwritten without --force-push
 cp -a "$STATE" "$FDIR/state-old"
-cf apply -l h1 --force-renewal
-is "downgrade setup: a newer h1 is pushed" "$RC" 0
-new_h1=$(live_serial h1)
+cf apply -l h3 --force-renewal
+is "downgrade setup: a newer h3 is pushed" "$RC" 0
+new_h3=$(live_serial h3)
 STATE_SAVED=$STATE
 STATE=$FDIR/state-old
-cf apply -l h1
+cf apply -l h3
 is "downgrade: refused, exit 1" "$RC" 1
 like "downgrade: the message names the newer serial and --force-push" "$OUT" "refused: the host has serial [0-9A-Fa-f]+, issued after the store's version [0-9]+ .*--force-push"
-is "downgrade: h1 still serves the newer certificate" "$(served_serial 127.0.1.1 h1.fleet.test)" "$new_h1"
-cf apply -l h1 --force-push
+is "downgrade: h3 still serves the newer certificate" "$(served_serial 127.0.1.3 h3.fleet.test)" "$new_h3"
+cf apply -l h3 --force-push
 is "--force-push: exit 0" "$RC" 0
-is "--force-push: h1 serves the older store's version" "$(served_serial_is 127.0.1.1 h1.fleet.test "$(live_serial h1)")" "$(live_serial h1)"
+is "--force-push: h3 serves the older store's version" "$(served_serial_is 127.0.1.3 h3.fleet.test "$(live_serial h3)")" "$(live_serial h3)"
 STATE=$STATE_SAVED
 
 # a certificate that no longer verifies is never pushed (pre-push checks):
