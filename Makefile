@@ -17,6 +17,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 SRCS     := $(wildcard orchestrator/*.c orchestrator/pipeline/*.c)
 OBJDIR   := build/obj$(if $(filter 1,$(SANITIZE)),-san)
+GENDIR   := build/gen
 OBJS     := $(patsubst orchestrator/%.c,$(OBJDIR)/%.o,$(SRCS))
 LIBOBJS  := $(filter-out $(OBJDIR)/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -28,7 +29,7 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libssh2-1-dev libssl-dev \
             libcmocka-dev openssh-server openssh-client nginx-light pebble \
             ansible python3 python3-aiosmtpd python3-yaml python3-cryptography prometheus curl openssl sqlite3 \
             iproute2 procps clang-format systemd chromium chromium-driver \
-            poppler-utils sudo jq xxd bc time util-linux
+            poppler-utils sudo jq xxd bc time util-linux shellcheck valgrind
 
 .PHONY: all deps bench-deps test unit integration demo format format-check install clean check-deps
 
@@ -66,15 +67,30 @@ certfleet: $(OBJS) $(MODE_STAMP)
 $(OBJDIR)/%.o: orchestrator/%.c $(wildcard orchestrator/*.h orchestrator/pipeline/*.h) | $(OBJDIR)
 	@$(if $(Q),echo "  CC   $<")
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) -Iorchestrator $(PKG_CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS) -Iorchestrator -I$(GENDIR) $(PKG_CFLAGS) -c -o $@ $<
+
+# The remote script is a shell file (shellchecked by tests/run) embedded as
+# a NUL-terminated char array.  Comment lines are dropped: the script goes
+# on every batch's command line.  It travels inside single quotes, so one
+# in it is a build error.
+$(GENDIR)/remote_sh.h: orchestrator/remote.sh Makefile
+	@mkdir -p $(GENDIR)
+	@$(if $(Q),echo "  GEN  $@")
+	$(Q)if grep -n "'" $<; then echo "$<: a single quote cannot travel inside sh -c '...'" >&2; exit 1; fi
+	$(Q){ echo "/* generated from $< by the Makefile */"; \
+	  echo "static const char remote_script[] = {"; \
+	  sed '/^#/d' $< | od -An -v -tx1 | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo "0x00};"; } >$@.tmp && mv $@.tmp $@
+
+$(OBJDIR)/remote.o: $(GENDIR)/remote_sh.h
 
 $(OBJDIR):
 	@mkdir -p $@
 
-build/unit$(if $(filter 1,$(SANITIZE)),-san)/%: tests/unit/%.c $(LIBOBJS) $(wildcard orchestrator/*.h)
+build/unit$(if $(filter 1,$(SANITIZE)),-san)/%: tests/unit/%.c $(LIBOBJS) $(wildcard orchestrator/*.h) $(GENDIR)/remote_sh.h
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST $@")
-	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -Iorchestrator -o $@ $< $(LIBOBJS) $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka) -lm
+	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -Iorchestrator -I$(GENDIR) -o $@ $< $(LIBOBJS) $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka) -lm
 
 unit-bins: $(UNIT_BINS)
 

@@ -1,7 +1,7 @@
 /*
  * remote.c - batched remote primitives over one cf_ssh_exec (see remote.h).
  *
- * Wire format.  The command line is constant: `sh -c '<SCRIPT>'`, with
+ * Wire format.  The command line is constant: `sh -c '<remote.sh>'`, with
  * `sudo -n ` in front for become.  Stdin is
  *
  *     "CF1 <number of ops> <data length>\n"  <ops>  <data>
@@ -58,104 +58,11 @@
 #define RB_MAX_TEXT (1u << 20)  /* decoded stderr kept per op */
 #define RB_MAX_LINK 8192
 
-/* The fixed script (dash).  It must not contain a single quote: it travels
- * inside '...' on the command line (test_remote checks).  Only digits and
- * checked paths and names come from the op lines; content and commands are
- * read from the data file by offset. */
-static const char SCRIPT[] =
-    "set -f -u\n"
-    "export LC_ALL=C\n"
-    "umask 022\n"
-    "TAB=\"\t\"\n"
-    "NL=\"\n"
-    "\"\n"
-    "exec 3>&1\n"
-    "IFS=\" \" read -r magic nops dlen || exit 96\n"
-    "[ \"$magic\" = CF1 ] || exit 96\n"
-    "ops=\n"
-    "n=0\n"
-    "while [ \"$n\" -lt \"$nops\" ]; do\n"
-    "  IFS= read -r line || exit 96\n"
-    "  ops=\"$ops$line$NL\"\n"
-    "  n=$((n + 1))\n"
-    "done\n"
-    "T=\n"
-    "if [ \"$dlen\" -gt 0 ]; then\n"
-    "  T=$(mktemp -d) || exit 97\n"
-    "  trap \"rm -rf -- \\\"\\$T\\\"\" EXIT\n"
-    "  trap \"exit 98\" HUP INT TERM PIPE\n"
-    "  cat >\"$T/data\" || exit 97\n"
-    "fi\n"
-    "reads=\n"
-    "skip=0\n"
-    "o=\n"
-    "t=\n"
-    "stats() {\n"
-    "  if [ $# -gt 0 ]; then\n"
-    "    w=$(find \"$@\" -maxdepth 0 -printf \"F\\t%p\\t%y\\t%m\\t%u\\t%g\\t%s\\t%l\\0\" -type f "
-    "-exec sha256sum -z -- {} + 2>&1 >&3 3>&-)\n"
-    "    [ -z \"$w\" ] || printf \"W\\t%s\\0\" \"$w\"\n"
-    "  fi\n"
-    "  if [ -n \"$reads\" ]; then\n"
-    "    while IFS=\"$TAB\" read -r ri rp rm; do\n"
-    "      printf \"C\\t%s\\t\" \"$ri\"\n"
-    "      if [ -f \"$rp\" ]; then head -c \"$rm\" -- \"$rp\" | base64 -w0; fi\n"
-    "      printf \"\\0\"\n"
-    "    done <<EOF\n"
-    "$reads\n"
-    "EOF\n"
-    "  fi\n"
-    "  reads=\n"
-    "  printf \"E\\0\"\n"
-    "}\n"
-    "ownspec() { o=; [ \"$1\" = - ] || o=$1; [ \"$2\" = - ] || o=\"$o:$2\"; }\n"
-    "result() { printf \"O\\t%s\\t%s\\t%s\\0\" \"$1\" \"$2\" \"$3\"; }\n"
-    "post() {\n"
-    "  printf \"S\\t%s\\t%s\\0\" \"$1\" \"$2\"\n"
-    "  find \"$2\" -maxdepth 0 -printf \"F\\t%p\\t%y\\t%m\\t%u\\t%g\\t%s\\t%l\\0\" 2>/dev/null\n"
-    "  printf \"E\\0\"\n"
-    "}\n"
-    "set --\n"
-    "while IFS=\"$TAB\" read -r k i p a b c d e; do\n"
-    "  [ -n \"$k\" ] || continue\n"
-    "  if [ \"$skip\" = 1 ]; then printf \"K\\t%s\\0\" \"$i\"; continue; fi\n"
-    "  case $k in\n"
-    "  S) printf \"S\\t%s\\t%s\\0\" \"$i\" \"$p\"; set -- \"$@\" \"$p\"; continue ;;\n"
-    "  R) printf \"S\\t%s\\t%s\\0\" \"$i\" \"$p\"; set -- \"$@\" \"$p\"\n"
-    "     reads=\"$reads${reads:+$NL}$i$TAB$p$TAB$a\"; continue ;;\n"
-    "  esac\n"
-    "  if [ $# -gt 0 ]; then stats \"$@\"; set --; fi\n"
-    "  case $k in\n"
-    "  M) ownspec \"$b\" \"$c\"\n"
-    "     err=$( { mkdir -p -- \"$p\" && chmod -- \"$a\" \"$p\" && { [ -z \"$o\" ] || chown -- "
-    "\"$o\" \"$p\"; }; } 2>&1 ); rc=$?\n"
-    "     result \"$i\" \"$rc\" \"$err\"; post \"$i\" \"$p\" ;;\n"
-    "  W) ownspec \"$b\" \"$c\"; t=\n"
-    "     err=$( { t=$(mktemp -- \"${p%/*}/.cf-XXXXXXXX\") && dd if=\"$T/data\" of=\"$t\" bs=65536 "
-    "iflag=skip_bytes,count_bytes skip=\"$d\" count=\"$e\" status=none && chmod -- \"$a\" \"$t\" "
-    "&& { [ -z \"$o\" ] || chown -- \"$o\" \"$t\"; } && sync -- \"$t\" && mv -fT -- \"$t\" \"$p\"; "
-    "} 2>&1 || { [ -z \"$t\" ] || rm -f -- \"$t\"; exit 1; } ); rc=$?\n"
-    "     result \"$i\" \"$rc\" \"$err\"; post \"$i\" \"$p\" ;;\n"
-    "  L) t=\"${p%/*}/.cf-$$-$i.lnk\"\n"
-    "     err=$( { ln -sfn -- \"$a\" \"$t\" && mv -fT -- \"$t\" \"$p\"; } 2>&1 || { rm -f -- "
-    "\"$t\"; exit 1; } ); rc=$?\n"
-    "     result \"$i\" \"$rc\" \"$err\"; post \"$i\" \"$p\" ;;\n"
-    "  D) err=$( { if [ -d \"$p\" ] && [ ! -L \"$p\" ]; then rmdir -- \"$p\"; else rm -f -- "
-    "\"$p\"; fi; } 2>&1 ); rc=$?\n"
-    "     result \"$i\" \"$rc\" \"$err\" ;;\n"
-    "  X) cmd=$(dd if=\"$T/data\" bs=65536 iflag=skip_bytes,count_bytes skip=\"$a\" count=\"$b\" "
-    "status=none)\n"
-    "     sh -c \"$cmd\" </dev/null >\"$T/o\" 2>\"$T/e\" 3>&-; rc=$?\n"
-    "     printf \"X\\t%s\\t%s\\t\" \"$i\" \"$rc\"; base64 -w0 \"$T/o\"; printf \"\\t\"; base64 "
-    "-w0 \"$T/e\"; printf \"\\0\"\n"
-    "     [ \"$rc\" -eq 0 ] || [ \"$p\" != 1 ] || skip=1 ;;\n"
-    "  *) printf \"P\\t%s\\0\" \"$i\" ;;\n"
-    "  esac\n"
-    "done <<EOF\n"
-    "$ops\n"
-    "EOF\n"
-    "if [ $# -gt 0 ]; then stats \"$@\"; fi\n"
-    "printf \"Z\\0\"\n";
+/* The fixed script, orchestrator/remote.sh, as the NUL-terminated array
+ * remote_script (generated into build/gen by the Makefile).  It contains
+ * no single quote: it travels inside '...' on the command line (the build
+ * and test_remote check). */
+#include "remote_sh.h"
 
 struct rop {
     enum cf_rop_kind kind;
@@ -976,7 +883,7 @@ static void on_exec(cf_ssh *s, int status, const struct cf_ssh_result *res, void
 
 char *cf_remote_command(int become)
 {
-    return cf_asprintf("%ssh -c '%s'", become ? "sudo -n " : "", SCRIPT);
+    return cf_asprintf("%ssh -c '%s'", become ? "sudo -n " : "", remote_script);
 }
 
 /* One round trip for the whole batch. */

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/lib.sh - sourced by integration tests: TAP helpers.
 # ok "desc" / not_ok "desc" [detail] / check "desc" cmd... / is "desc" got want
 CF_TESTNUM=0
@@ -49,6 +50,7 @@ cf() {
     local sub=$1; shift
     OUT=$("$CERTFLEET" "$sub" -i "$INV" --known-hosts "$FLEET_KNOWN_HOSTS" \
         --state-dir "$STATE" --timeout "${CF_TIMEOUT:-10}" "$@" 2>&1)
+    # shellcheck disable=SC2034 # RC is read by the scripts that source this
     RC=$?
     printf '%s\n' "$OUT" >>"${FDIR:-/tmp}/certfleet.log"
 }
@@ -65,8 +67,8 @@ recap_field() { printf '%s\n' "$1" | sed -n "s/^$2 *: .*$3=\([0-9]*\).*/\1/p" | 
 # pick up a reload (a HUP replaces workers gracefully), then print what is
 # served
 served_serial_is() {
-    local i s
-    for i in $(seq 1 25); do
+    local s
+    for _ in $(seq 1 25); do
         s=$(served_serial "$1" "$2")
         [ "$s" = "$3" ] && break
         sleep 0.2

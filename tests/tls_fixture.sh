@@ -105,8 +105,7 @@ nginx_conf() {
 
 start() {
     nginx -e "$dir/nginx/error.log" -p "$dir/nginx" -c "$dir/nginx.conf"
-    local i
-    for i in $(seq 50); do [ -s "$dir/nginx.pid" ] && return 0; sleep 0.1; done
+    for _ in $(seq 50); do [ -s "$dir/nginx.pid" ] && return 0; sleep 0.1; done
     echo "nginx did not start" >&2; cat "$dir/nginx/error.log" >&2; return 1
 }
 
@@ -114,8 +113,7 @@ stop() {
     [ -s "$dir/nginx.pid" ] || return 0
     local pid; pid=$(cat "$dir/nginx.pid")
     kill "$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     rm -f "$dir/nginx.pid"
 }
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/acme/env.sh - sourced by tests/integration/40_acme.sh: a private
 # pebble + pebble-challtestsrv and two webroot HTTP servers, all on
 # loopback (127.0.0.1:14030-14039 and 127.0.30.0/24 only).

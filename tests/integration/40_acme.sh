@@ -13,6 +13,7 @@ trap 'acme_env_stop "$T"; rm -rf "$T"' EXIT
 # elsewhere in the tree cannot stop this test
 DRV="$T/test_acme"
 san=; [ "${SANITIZE:-0}" = 1 ] && san="-fsanitize=address,undefined -fno-omit-frame-pointer"
+# shellcheck disable=SC2046 # pkg-config prints several flags, to be split
 cc -std=c11 -D_GNU_SOURCE -O1 -g $san -I"$ROOT/orchestrator" -o "$DRV" "$ROOT/tests/unit/test_acme.c" \
     "$ROOT"/orchestrator/{acme,http,jws,keys,util}.c \
     $(pkg-config --cflags --libs libuv libcurl openssl jansson cmocka) 2>"$T/cc.log" ||
@@ -92,6 +93,7 @@ is "20 concurrent orders all issue" "$(grep -c "^order [0-9]* ok" <<<"$OUT")" 20
 if grep "^order [0-9]* " <<<"$OUT" | grep -v " ok" | sed "s/^/#   /" | grep -q .; then
     grep "^order [0-9]* " <<<"$OUT" | grep -v " ok" | sed "s/^/#   /" | head -5
     # a hung pebble shows where it waits in its goroutine dump
+    # shellcheck disable=SC2154 # acme_env_start sets ACME_PID_<name> with eval
     kill -QUIT "$ACME_PID_pebble" 2>/dev/null && sleep 1
     grep -E "^goroutine|sync\.|Lock" "$T/pebble.log" 2>/dev/null | head -20 | sed "s/^/#   pebble: /"
     pebble_restart "$T"

@@ -12,7 +12,7 @@ SINK=127.0.40.200
 sinkpids=()
 stop_sinks() { local p; for p in "${sinkpids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; }
 trap 'stop_sinks; fleet_down' EXIT
-wait_port() { local i; for i in $(seq 100); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 M=$FDIR/mail; H=$FDIR/hook; A=$FDIR/authmail
 /usr/bin/python3 "$CF_ROOT/tests/smtp_sink.py" $SINK 2525 "$M" 2>>"$FDIR/sink.log" & sinkpids+=($!)

@@ -4,7 +4,7 @@
 source "$(dirname "$0")/../lib.sh"
 tmp=$(mktemp -d /tmp/cf-61.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
+cd "$tmp" || exit 1
 mkdir -p inv/group_vars
 printf '[web]\nh1 ansible_host=127.0.40.9\n' >inv/hosts.ini
 self=$(readlink -f "$CERTFLEET")

@@ -74,7 +74,7 @@ check "import the 5-day certificate into the store" \
     "$CF_ROOT/build/unit/test_store" --import "$STATE" h1 "$CA/h1.full.pem" "$CA/h1.key" h1.fleet.test
 cf renew -l h1 --no-notify -e certbot_renewal_days=1
 is "the 5-day certificate is pushed to h1" "$(served_serial_is 127.0.1.1 h1.fleet.test "$(openssl x509 -in "$CA/h1.pem" -noout -serial | sed 's/serial=//')")" "$(openssl x509 -in "$CA/h1.pem" -noout -serial | sed 's/serial=//')"
-for i in $(seq 50); do (exec 3<>/dev/tcp/$SINK/2535) 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 50); do (exec 3<>/dev/tcp/$SINK/2535) 2>/dev/null && break; sleep 0.1; done
 cat >"$FDIR/notify.yml" <<YML
 certbot_notify_email: ops@example.com
 certbot_notify_from: certfleet@example.com

@@ -3,7 +3,7 @@
 # written (from the repository root, or DIR) and must print exactly what the
 # README shows, with the exit code it shows ([exit N], default 0).
 source "$(dirname "$0")/../lib.sh"
-cd "$CF_ROOT"
+cd "$CF_ROOT" || exit 1
 python3 - "$CERTFLEET" <<'PY'
 import re, subprocess, sys
 certfleet = sys.argv[1]

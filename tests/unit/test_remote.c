@@ -15,6 +15,7 @@
 
 #include "cf.h"
 #include "remote.h"
+#include "remote_sh.h" /* remote_script: orchestrator/remote.sh as embedded */
 #include "util.h"
 
 /* ---- path checks ------------------------------------------------------ */
@@ -157,11 +158,25 @@ static void test_command_line_is_constant(void **state)
     assert_memory_equal(plain, "sh -c '", 7);
     assert_memory_equal(become, "sudo -n sh -c '", 15);
     assert_string_equal(become + 8, plain);
-    /* exactly the two quotes around the script */
-    assert_int_equal(strchr(plain, '\'') - plain, 6);
-    assert_ptr_equal(strchr(plain + 7, '\''), plain + strlen(plain) - 1);
+    /* the quotes around the script; between them every embedded byte (no
+     * NUL cut it short), which itself holds no quote (test_embedded_script) */
+    size_t n = strlen(plain);
+    assert_int_equal(sizeof remote_script - 1, strlen(remote_script));
+    assert_int_equal(n, 7 + strlen(remote_script) + 1);
+    assert_memory_equal(plain + 7, remote_script, n - 8);
+    assert_int_equal(plain[n - 1], '\'');
     free(plain);
     free(become);
+}
+
+/* The embedded script is the shell file without its comment lines, whole. */
+static void test_embedded_script(void **state)
+{
+    const char *s = remote_script, *end = "printf \"Z\\0\"\n";
+    assert_null(strchr(s, '\''));
+    assert_memory_equal(s, "set -f -u\n", 10);
+    assert_int_equal(s[0] == '#' || strstr(s, "\n#") != NULL, 0);
+    assert_string_equal(s + strlen(s) - strlen(end), end);
 }
 
 /* ---- parsing ---------------------------------------------------------- */
@@ -417,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_adds_reject_bad_values_and_keep_batch_clean),
         cmocka_unit_test(test_encode_puts_values_as_data),
         cmocka_unit_test(test_command_line_is_constant),
+        cmocka_unit_test(test_embedded_script),
         cmocka_unit_test(test_parse_good_answer),
         cmocka_unit_test(test_parse_permission_error_fails_that_stat),
         cmocka_unit_test(test_parse_error_text_is_kept_and_defanged),
