@@ -75,3 +75,26 @@ served_serial_is() {
     done
     echo "$s"
 }
+
+# fail_after_swap HOST CERT SCRIPT [MESSAGE]: make HOST's certbot_test_command a
+# script that fails (with an nginx-like message, then MESSAGE) once CERT's live link no
+# longer points where it points now: a config that breaks only with the
+# swapped files, so a push is rolled back.  restore_test_command HOST undoes it.
+fail_after_swap() {
+    local r t
+    r=$(hroot "$1")
+    t=$(readlink "$r/etc/letsencrypt/live/$2/cert.pem")
+    {
+        echo '#!/bin/sh'
+        echo "t=\$(readlink '$r/etc/letsencrypt/live/$2/cert.pem')"
+        echo "[ \"\$t\" = '$t' ] || { echo \"nginx: [emerg] cannot load \$t (the swapped version)\" >&2; cat '$3.msg' >&2; exit 1; }"
+        echo "exec '$r/bin/nginx-ctl' test"
+    } >"$3"
+    printf '%s\n' "${4:-}" >"$3.msg"
+    chmod 755 "$3"
+    local hv=$FLEET_DIR/inventory/host_vars/$1.yml
+    cp "$hv" "$hv.orig"
+    grep -v '^certbot_test_command:' "$hv.orig" >"$hv"
+    echo "certbot_test_command: \"$3\"" >>"$hv"
+}
+restore_test_command() { mv "$FLEET_DIR/inventory/host_vars/$1.yml.orig" "$FLEET_DIR/inventory/host_vars/$1.yml"; }

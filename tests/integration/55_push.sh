@@ -59,25 +59,6 @@ is "fixed config: apply exits 0" "$RC" 0
 r2=$(hroot h2)
 before=$(readlink "$r2/etc/letsencrypt/live/h2/cert.pem")
 old2=$(served_serial 127.0.1.2 h2.fleet.test)
-# fail_after_swap HOST CERT SCRIPT: a test command for HOST that fails once
-# CERT's live link no longer points where it points now
-fail_after_swap() {
-    local r t
-    r=$(hroot "$1")
-    t=$(readlink "$r/etc/letsencrypt/live/$2/cert.pem")
-    {
-        echo '#!/bin/sh'
-        echo "t=\$(readlink '$r/etc/letsencrypt/live/$2/cert.pem')"
-        echo "[ \"\$t\" = '$t' ] || { echo \"nginx: [emerg] cannot load \$t (the swapped version)\" >&2; exit 1; }"
-        echo "exec '$r/bin/nginx-ctl' test"
-    } >"$3"
-    chmod 755 "$3"
-    hv=$FLEET_DIR/inventory/host_vars/$1.yml
-    cp "$hv" "$hv.orig"
-    grep -v '^certbot_test_command:' "$hv.orig" >"$hv"
-    echo "certbot_test_command: \"$3\"" >>"$hv"
-}
-restore_test_command() { mv "$FLEET_DIR/inventory/host_vars/$1.yml.orig" "$FLEET_DIR/inventory/host_vars/$1.yml"; }
 fail_after_swap h2 h2 "$FDIR/test-h2"
 cf apply --force-renewal --output json
 is "rollback: exit code 1" "$RC" 1

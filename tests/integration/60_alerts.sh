@@ -65,10 +65,8 @@ ev=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); e=d["events"][
 is "webhook JSON: one SUCCESS event for h1" "$ev" "1 SUCCESS h1 h1.fleet.test True"
 
 # 2. a failed renewal sends one ERROR mail carrying the error text: h2's
-# nginx config is broken, so the test after the swap fails and certfleet
-# rolls back
-broken=$(hroot h2)/etc/nginx/conf.d/zz-broken.conf
-echo 'this_is_not_a_directive on;' >"$broken"
+# config test fails once the new version is live, so certfleet rolls back
+fail_after_swap h2 h2 "$FDIR/test-h2" 'nginx: [emerg] unknown directive "this_is_not_a_directive" in /etc/nginx/conf.d/zz-broken.conf:1'
 cf apply -l h2 --force-renewal -e @"$FDIR/notify.yml"
 is "failed renewal exits 1" "$RC" 1
 n=$((n + 1))
@@ -92,7 +90,7 @@ mail=$(show_mail "$M" $n)
 like "grouped subject names the counts" "$mail" '^SUBJECT: \[ERROR\] certfleet – 1 renewal FAILED, 1 cert renewed$'
 like "grouped mail lists the ERROR" "$mail" '\[ERROR\] h2 – Cert renewal FAILED for h2\.fleet\.test'
 like "grouped mail lists the SUCCESS" "$mail" '\[SUCCESS\] h1 – Cert renewed for h1\.fleet\.test'
-rm -f "$broken"
+restore_test_command h2
 
 # 4. SMTP AUTH, the password from an environment variable
 cat >"$FDIR/notify-auth.yml" <<YML

@@ -43,11 +43,11 @@ check "prometheus: the last run is the last apply, and it succeeded" grep -q '^c
 st --output html --output-file "$FDIR/status.html"
 check "html: one self-contained file naming every host" bash -c "grep -q h1.fleet.test '$FDIR/status.html' && grep -q app2.fleet.test '$FDIR/status.html' && ! grep -qE '(src|href)=\"https?://' '$FDIR/status.html'"
 
-# a host still on an old certificate: h2's nginx config is broken, so the
-# forced renewal is rolled back there
-echo "bogus_directive on;" >"$(hroot h2)/etc/nginx/conf.d/zz-broken.conf"
+# a host still on an old certificate: h2's config test fails once the new
+# version is live, so the forced renewal is rolled back there
+fail_after_swap h2 h2 "$FDIR/test-h2"
 cf apply --force-renewal --no-notify -l h2
-rm "$(hroot h2)/etc/nginx/conf.d/zz-broken.conf"
+restore_test_command h2
 st
 is "mismatch: exit code 1" "$RC" 1
 like "mismatch: h2 shows MISMATCH" "$OUT" 'h2 .*h2\.fleet\.test.*MISMATCH'
@@ -72,7 +72,9 @@ cp "$CA/h1.fleet.test.pem" "$CA/h1.pem"; cp "$CA/h1.fleet.test.key" "$CA/h1.key"
 cat "$CA/h1.pem" "$CA/ca.pem" >"$CA/h1.full.pem"
 check "import the 5-day certificate into the store" \
     "$CF_ROOT/build/unit/test_store" --import "$STATE" h1 "$CA/h1.full.pem" "$CA/h1.key" h1.fleet.test
-cf renew -l h1 --no-notify -e certbot_renewal_days=1
+# older than what h1 serves (pebble issued that one later): only
+# --force-push replaces it, pushes never downgrade on their own
+cf renew -l h1 --no-notify --force-push -e certbot_renewal_days=1
 is "the 5-day certificate is pushed to h1" "$(served_serial_is 127.0.1.1 h1.fleet.test "$(openssl x509 -in "$CA/h1.pem" -noout -serial | sed 's/serial=//')")" "$(openssl x509 -in "$CA/h1.pem" -noout -serial | sed 's/serial=//')"
 for _ in $(seq 50); do (exec 3<>/dev/tcp/$SINK/2535) 2>/dev/null && break; sleep 0.1; done
 cat >"$FDIR/notify.yml" <<YML
