@@ -402,7 +402,9 @@ struct prep {
     struct rhost *h;
     cf_ssh *s;
     struct cf_rbatch *b;
-    size_t *first_op; /* per hostcert: index of its first inspect op */
+    size_t *first_op;          /* per hostcert: index of its first inspect op */
+    struct cf_role_undo *undo; /* what the role's converge replaced, or NULL */
+    char *fail_msg;            /* the failed config test, while rolling back */
 };
 
 static void host_prepared(struct rhost *h, int ok)
@@ -422,7 +424,49 @@ static void prep_free(struct prep *p)
     if (p->b)
         cf_rbatch_free(p->b);
     free(p->first_op);
+    cf_role_undo_free(p->undo);
+    free(p->fail_msg);
     free(p);
+}
+
+static void on_role_undone(cf_ssh *s, int status, struct cf_role_result *res, void *arg)
+{
+    struct prep *p = arg;
+    struct rhost *h = p->h;
+    (void)s;
+    (void)status;
+    for (size_t i = 0; i < res->n_tasks; i++)
+        cf_report_task(hrep(h), "rollback", res->tasks[i].name, res->tasks[i].status,
+                       res->tasks[i].msg, NULL, res->tasks[i].ms);
+    char *msg = cf_role_undo_message(p->fail_msg, res);
+    cf_report_host_failed(hrep(h), msg);
+    free(msg);
+    cf_role_result_free(res);
+    struct cf_hostq *q = h->q;
+    prep_free(p);
+    host_prepared(h, 0);
+    cf_hostq_done(q);
+}
+
+/* The config test failed after the role changed files: put them back as
+ * they were and test again (role.h, cf_role_undo).  Returns 1 when the
+ * rollback runs (on_role_undone finishes the host), 0 when there is
+ * nothing to roll back. */
+static int prep_rollback(struct prep *p, const struct cf_role_result *res)
+{
+    const struct cf_host_config *cfg = p->h->cfg;
+    char err[CF_ERRLEN] = "";
+    if (!p->undo || !res->failed_command || strcmp(res->failed_command, cfg->test_command))
+        return 0;
+    for (size_t i = 0; i < res->n_tasks && !p->fail_msg; i++)
+        if (res->tasks[i].status == CF_TASK_FAILED)
+            p->fail_msg = cf_strdup(res->tasks[i].msg ? res->tasks[i].msg : "config test failed");
+    if (cf_role_undo(p->s, p->undo, cfg->test_command, cfg->become, on_role_undone, p, err) != 0) {
+        if (*err)
+            cf_report_host_failed(hrep(p->h), err);
+        return 0;
+    }
+    return 1;
 }
 
 static void on_handlers(cf_ssh *s, int status, struct cf_role_result *res, void *arg)
@@ -437,7 +481,10 @@ static void on_handlers(cf_ssh *s, int status, struct cf_role_result *res, void 
         }
         if (status != 0)
             cf_report_host_failed(hrep(h), res->error[0] ? res->error : cf_strerror(status));
+        int rolling = status == 0 && !ok && prep_rollback(p, res);
         cf_role_result_free(res);
+        if (rolling)
+            return;
     }
     struct cf_hostq *q = h->q;
     prep_free(p);
@@ -643,6 +690,8 @@ static void on_converged(cf_ssh *s, int status, struct cf_role_result *res, void
             struct cf_task_result *t = &res->tasks[i];
             cf_report_task(hrep(h), "prepare", t->name, t->status, t->msg, t->diff, t->ms);
         }
+        p->undo = res->undo; /* for prep_rollback */
+        res->undo = NULL;
         if (res->changed) {
             h->need_handlers = 1;
             h->notified = cf_xcalloc(res->n_notified + 1, sizeof *h->notified);
