@@ -475,7 +475,8 @@ static void test_diff_unwanted(void **st)
 static void test_undo_ops(void **st)
 {
     (void)st;
-    /* clang-format off: one case per entry reads better than one field per line */
+    /* one case per entry reads better than one field per line */
+    /* clang-format off */
     static const struct {
         const char *what;
         struct cf_role_undo_entry e; /* the previous state */
