@@ -44,7 +44,10 @@ struct task {
     char **listen;
     size_t n_listen;
     int no_log;
+    int owns_dest; /* tagged certfleet_owns_dest (see role.h) */
 };
+
+#define OWNS_DEST_TAG "certfleet_owns_dest"
 
 struct tmpl {
     char *name; /* relative to templates/ */
@@ -213,7 +216,14 @@ static int load_task(const char *file, const json_t *j, int handler, struct task
             t->no_log =
                 json_is_true(v) || (json_is_string(v) && !strcasecmp(json_string_value(v), "true"));
         } else if (!strcmp(key, "tags")) {
-            /* tags select nothing here; accepted so Ansible task files load */
+            /* tags select nothing here (accepted so Ansible task files
+             * load), except the one that marks an owned destination */
+            char **tags = NULL;
+            size_t n_tags = 0;
+            if (load_names(file, kl, key, v, &tags, &n_tags, err))
+                return CF_EINVAL;
+            t->owns_dest = strv_has(tags, n_tags, OWNS_DEST_TAG);
+            strv_free(tags, n_tags);
         } else {
             return cf_errf(err,
                            "%s:%d: task '%s': unsupported key '%s' (certfleet supports name, "
@@ -229,6 +239,11 @@ static int load_task(const char *file, const json_t *j, int handler, struct task
     if (handler && t->mod != M_COMMAND)
         return cf_errf(err, "%s:%d: handler '%s' must use the command module", file, t->line,
                        t->name ? t->name : "?");
+    if (t->owns_dest && t->mod != M_COPY && t->mod != M_TEMPLATE)
+        return cf_errf(err,
+                       "%s:%d: task '%s': tag '" OWNS_DEST_TAG "' is for copy and template "
+                       "tasks only",
+                       file, t->line, t->name ? t->name : "?");
     if (!t->name) {
         char *n =
             cf_asprintf("%s task at line %d", t->mod == M_COMMAND ? "command" : "file", t->line);
@@ -702,12 +717,33 @@ static int eval_when(const struct where *w, const json_t *vars, int *ok, char *e
     return 0;
 }
 
+/* An owning task's item whose `when` is false: its dest must not exist. */
+static int unwanted_dest(const struct where *w, const json_t *vars, struct cf_task_plan *tp,
+                         char *err)
+{
+    const json_t *dest = json_object_get(w->t->args, "dest");
+    json_t *rv = NULL;
+    int r;
+    if (dest && (r = cf_template_value(w->file, arg_line(w, "dest"), dest, vars, &rv, err)) != 0)
+        return r;
+    tp->res = cf_xrealloc(tp->res, (tp->n_res + 1) * sizeof *tp->res);
+    struct cf_resource *x = &tp->res[tp->n_res++];
+    memset(x, 0, sizeof *x);
+    x->kind = CF_RES_ABSENT;
+    x->mode = -1;
+    x->unwanted = 1;
+    r = host_path(w, "dest", rv, &x->path, err);
+    json_decref(rv);
+    return r;
+}
+
 static int render_task(const struct cf_role *role, const char *file, const struct task *t,
                        const json_t *hostvars, const char *root, struct cf_task_plan *tp, char *err)
 {
     struct where w = {file, t, root};
     json_t *items = NULL, *vars = NULL, *args = NULL;
     int r = 0;
+    size_t wanted = 0; /* items whose `when` held */
     tp->name = cf_strdup(t->name);
     tp->no_log = t->no_log;
     for (size_t i = 0; i < t->n_notify; i++)
@@ -751,11 +787,14 @@ static int render_task(const struct cf_role *role, const char *file, const struc
             args = NULL;
             if (r)
                 goto out;
+            wanted++;
+        } else if (t->owns_dest && (r = unwanted_dest(&w, vars, tp, err)) != 0) {
+            goto out;
         }
         json_decref(vars);
         vars = NULL;
     }
-    tp->skipped = tp->n_res == 0;
+    tp->skipped = wanted == 0;
 out:
     json_decref(items);
     json_decref(vars);
@@ -838,6 +877,8 @@ void cf_role_result_free(struct cf_role_result *res)
     }
     free(res->tasks);
     strv_free(res->notified, res->n_notified);
+    cf_role_undo_free(res->undo);
+    free(res->failed_command);
     free(res);
 }
 
@@ -1142,7 +1183,8 @@ int cf_role_diff(const struct cf_role_plan *p, const struct cf_rop_result *actua
                 break;
             case CF_RES_ABSENT:
                 if (st->exists)
-                    why_append(x, "removed");
+                    why_append(x,
+                               x->unwanted ? "removed (the task's condition is false)" : "removed");
                 break;
             case CF_RES_COMMAND:
                 if (!x->creates || !st->exists)
@@ -1190,8 +1232,8 @@ int cf_role_diff(const struct cf_role_plan *p, const struct cf_rop_result *actua
             }
         }
         tr->status = failed        ? CF_TASK_FAILED
-                     : tp->skipped ? CF_TASK_SKIPPED
                      : changed     ? CF_TASK_CHANGED
+                     : tp->skipped ? CF_TASK_SKIPPED
                                    : CF_TASK_OK;
         tr->changed = changed && !failed;
         tr->msg = msg.len ? cf_buf_detach(&msg, NULL)
@@ -1219,7 +1261,8 @@ struct conv {
     void *arg;
     struct cf_role_plan *plan;
     size_t nres;
-    long *op; /* resource index -> op index in the current batch, -1 = none */
+    long *op;  /* resource index -> op index in the current batch, -1 = none */
+    long *pre; /* resource index -> the apply batch's read of it first, -1 = none */
     struct cf_role_result *res;
     uint64_t t0, t_inspect;
     /* handlers */
@@ -1231,6 +1274,7 @@ static void conv_free(struct conv *c)
 {
     cf_role_plan_free(c->plan);
     free(c->op);
+    free(c->pre);
     free(c->due);
     free(c);
 }
@@ -1260,6 +1304,62 @@ static void fail_transport(struct conv *c, int status, const char *phase)
             c->res->tasks[i].changed = 0;
         }
     conv_finish(c, status);
+}
+
+/* The undo list from the reads at the head of the apply batch. */
+static struct cf_role_undo *undo_capture(const struct conv *c, const struct cf_rbatch *b)
+{
+    struct cf_role_undo *u = cf_xcalloc(1, sizeof *u);
+    size_t k = 0;
+    for (size_t ti = 0; ti < c->plan->n_tasks; ti++) {
+        const struct cf_task_plan *tp = &c->plan->tasks[ti];
+        for (size_t ri = 0; ri < tp->n_res; ri++, k++) {
+            if (c->pre[k] < 0)
+                continue;
+            const struct cf_resource *x = &tp->res[ri];
+            const struct cf_rop_result *r = cf_rbatch_result(b, (size_t)c->pre[k]);
+            u->e = cf_xrealloc(u->e, (u->n + 1) * sizeof *u->e);
+            struct cf_role_undo_entry *e = &u->e[u->n++];
+            memset(e, 0, sizeof *e);
+            e->path = cf_strdup(x->path);
+            e->kind = x->kind;
+            if (r->status == CF_ENOENT || (r->status == 0 && !r->st.exists))
+                continue;
+            e->existed = 1;
+            if (r->status != 0) {
+                e->problem = cf_asprintf("its previous state was not read (%s)",
+                                         r->err_text ? r->err_text : cf_strerror(r->status));
+                continue;
+            }
+            e->type = r->st.type;
+            e->mode = r->st.mode & 07777;
+            snprintf(e->owner, sizeof e->owner, "%s", r->st.owner);
+            snprintf(e->group, sizeof e->group, "%s", r->st.group);
+            if (e->type == 'l') {
+                if (r->st.link_target)
+                    e->link_target = cf_strdup(r->st.link_target);
+                else
+                    e->problem = cf_strdup("its previous link target was not read");
+            } else if (e->type == 'f') {
+                if (r->st.size < 0 || (size_t)r->st.size != r->len || (r->len && !r->data)) {
+                    e->problem = cf_asprintf("its previous content (%lld bytes) was not kept; "
+                                             "at most %d bytes are",
+                                             r->st.size, CF_ROLE_READ_MAX);
+                } else {
+                    e->content = cf_xmalloc(r->len + 1);
+                    if (r->len)
+                        memcpy(e->content, r->data, r->len);
+                    e->content[r->len] = 0;
+                    e->len = r->len;
+                }
+            }
+        }
+    }
+    if (u->n == 0) {
+        cf_role_undo_free(u);
+        return NULL;
+    }
+    return u;
 }
 
 static void apply_done(struct cf_rbatch *b, int status, void *arg)
@@ -1309,6 +1409,7 @@ static void apply_done(struct cf_rbatch *b, int status, void *arg)
         }
         cf_buf_release(&msg);
     }
+    c->res->undo = undo_capture(c, b);
     cf_rbatch_free(b);
     conv_finish(c, 0);
 }
@@ -1344,6 +1445,23 @@ static void inspect_done(struct cf_rbatch *b, int status, void *arg)
     struct cf_rbatch *ab = cf_rbatch_new();
     size_t k = 0;
     int rc = 0;
+    /* what every path held, read before the first write (the undo list) */
+    for (size_t ti = 0; ti < c->plan->n_tasks && rc >= 0; ti++) {
+        struct cf_task_plan *tp = &c->plan->tasks[ti];
+        int task_ok = c->res->tasks[ti].status == CF_TASK_CHANGED;
+        for (size_t ri = 0; ri < tp->n_res && rc >= 0; ri++, k++) {
+            struct cf_resource *x = &tp->res[ri];
+            c->pre[k] = -1;
+            if (!task_ok || x->action != CF_ACT_APPLY || x->kind == CF_RES_COMMAND)
+                continue;
+            rc = x->kind == CF_RES_FILE || x->kind == CF_RES_ABSENT
+                     ? cf_rbatch_read(ab, x->path, CF_ROLE_READ_MAX, err)
+                     : cf_rbatch_stat(ab, x->path, err);
+            c->pre[k] = rc;
+        }
+    }
+    rc = rc < 0 ? rc : 0;
+    k = 0;
     for (size_t ti = 0; ti < c->plan->n_tasks && !rc; ti++) {
         struct cf_task_plan *tp = &c->plan->tasks[ti];
         int task_ok = c->res->tasks[ti].status == CF_TASK_CHANGED;
@@ -1414,6 +1532,7 @@ int cf_role_converge(cf_ssh *s, const struct cf_role *role, const json_t *hostva
         goto fail;
     c->nres = cf_role_plan_size(c->plan);
     c->op = cf_xcalloc(c->nres + 1, sizeof *c->op);
+    c->pre = cf_xcalloc(c->nres + 1, sizeof *c->pre);
     struct cf_rbatch *b = cf_rbatch_new();
     size_t k = 0;
     for (size_t ti = 0; ti < c->plan->n_tasks; ti++) {
@@ -1472,6 +1591,8 @@ static void handlers_done(struct cf_rbatch *b, int status, void *arg)
             tr->msg = cf_strdup("not run: an earlier handler failed");
         } else if (r->status != 0 || r->exit_status != 0) {
             tr->status = CF_TASK_FAILED;
+            if (!c->res->failed_command)
+                c->res->failed_command = cf_strdup(tp->res[0].command);
             const char *out = r->err_text && *r->err_text ? r->err_text : r->data ? r->data : "";
             if (tp->no_log)
                 out = "(output hidden: no_log)";
@@ -1539,4 +1660,230 @@ fail:
     c->res = NULL;
     conv_free(c);
     return rc < 0 ? rc : CF_EINVAL;
+}
+
+/* ------------------------------------------------------------- undo */
+
+void cf_role_undo_free(struct cf_role_undo *u)
+{
+    if (!u)
+        return;
+    for (size_t i = 0; i < u->n; i++) {
+        struct cf_role_undo_entry *e = &u->e[i];
+        free(e->path);
+        if (e->content)
+            cf_secure_free(e->content, e->len);
+        free(e->link_target);
+        free(e->problem);
+    }
+    free(u->e);
+    free(u);
+}
+
+void cf_role_undo_ops(const struct cf_role_undo *u, struct cf_role_restore **ops, size_t *n_ops,
+                      char **problems)
+{
+    struct cf_buf pb = CF_BUF_INIT;
+    *ops = cf_xcalloc(u->n + 1, sizeof **ops);
+    *n_ops = 0;
+    for (size_t i = u->n; i-- > 0;) {
+        const struct cf_role_undo_entry *e = &u->e[i];
+        struct cf_role_restore *o = &(*ops)[*n_ops];
+        const char *why = e->problem;
+        memset(o, 0, sizeof *o);
+        o->path = e->path;
+        o->owner = e->owner[0] ? e->owner : NULL;
+        o->group = e->group[0] ? e->group : NULL;
+        o->mode = e->mode;
+        if (!why && !e->existed) {
+            if (e->kind == CF_RES_DIR)
+                continue; /* a created directory stays (role.h) */
+            o->kind = CF_ROP_REMOVE;
+            o->owner = o->group = NULL;
+        } else if (!why && e->type == 'f') {
+            o->kind = CF_ROP_WRITE;
+            o->content = e->content ? e->content : "";
+            o->len = e->len;
+        } else if (!why && e->type == 'l') {
+            o->kind = CF_ROP_SYMLINK;
+            o->target = e->link_target;
+            o->owner = o->group = NULL;
+        } else if (!why && e->type == 'd') {
+            o->kind = CF_ROP_MKDIR;
+        } else if (!why) {
+            why = "it was a special file, which cannot be recreated";
+        }
+        if (why) {
+            cf_buf_printf(&pb, "%s%s: %s", pb.len ? "; " : "", e->path, why);
+            continue;
+        }
+        (*n_ops)++;
+    }
+    *problems = pb.len ? cf_buf_detach(&pb, NULL) : NULL;
+    cf_buf_release(&pb);
+}
+
+struct undo_run {
+    cf_ssh *s;
+    cf_role_cb cb;
+    void *arg;
+    char **paths; /* path of each restore op, by op index */
+    size_t n_ops;
+    long test_op;
+    char *check;
+    struct cf_buf problems; /* entries not restorable, ops that could not be added */
+    uint64_t t0;
+};
+
+static void undo_run_free(struct undo_run *ur)
+{
+    strv_free(ur->paths, ur->n_ops);
+    free(ur->check);
+    cf_buf_release(&ur->problems);
+    free(ur);
+}
+
+static void undo_done(struct cf_rbatch *b, int status, void *arg)
+{
+    struct undo_run *ur = arg;
+    struct cf_role_result *res = cf_xcalloc(1, sizeof *res);
+    uint64_t dt = cf_mono_ms() - ur->t0;
+    result_add(res, "roll back the role change");
+    result_add(res, "test after the rollback");
+    if (status != 0) {
+        const char *e = cf_ssh_error(ur->s);
+        snprintf(res->error, sizeof res->error, "rolling back failed: %.900s",
+                 e && *e ? e : cf_strerror(status));
+        for (size_t i = 0; i < res->n_tasks; i++) {
+            res->tasks[i].status = CF_TASK_FAILED;
+            res->tasks[i].msg = cf_strdup(res->error);
+            res->tasks[i].ms = dt;
+        }
+    } else {
+        struct cf_buf pb = CF_BUF_INIT;
+        size_t restored = 0;
+        for (size_t i = 0; i < ur->n_ops; i++) {
+            const struct cf_rop_result *r = cf_rbatch_result(b, i);
+            if (r->status == 0) {
+                restored++;
+                continue;
+            }
+            cf_buf_printf(&pb, "%s%s: %s", pb.len ? "; " : "", ur->paths[i],
+                          r->err_text && *r->err_text ? r->err_text : cf_strerror(r->status));
+        }
+        if (ur->problems.len)
+            cf_buf_printf(&pb, "%s%s", pb.len ? "; " : "", ur->problems.data);
+        struct cf_task_result *t = &res->tasks[0];
+        t->ms = dt;
+        if (pb.len) {
+            t->status = CF_TASK_FAILED;
+            t->msg = cf_asprintf("%zu path%s restored; not restored: %s", restored,
+                                 restored == 1 ? "" : "s", pb.data);
+        } else {
+            t->status = CF_TASK_CHANGED;
+            t->changed = 1;
+            t->msg = cf_asprintf("%zu path%s restored", restored, restored == 1 ? "" : "s");
+        }
+        cf_buf_release(&pb);
+        t = &res->tasks[1];
+        t->ms = dt;
+        const struct cf_rop_result *r = cf_rbatch_result(b, (size_t)ur->test_op);
+        if (r->status == 0 && r->exit_status == 0) {
+            t->status = CF_TASK_CHANGED;
+            t->changed = 1;
+            t->msg = cf_asprintf("'%s' passes", ur->check);
+        } else {
+            const char *out = r->err_text && *r->err_text ? r->err_text : r->data ? r->data : "";
+            size_t ol = strlen(out);
+            t->status = CF_TASK_FAILED;
+            t->msg = cf_asprintf("'%s' exited with %d: %s", ur->check, r->exit_status,
+                                 ol > 2000 ? out + ol - 2000 : out);
+        }
+    }
+    recount(res);
+    cf_rbatch_free(b);
+    cf_ssh *s = ur->s;
+    cf_role_cb cb = ur->cb;
+    void *cbarg = ur->arg;
+    undo_run_free(ur);
+    cb(s, status, res, cbarg);
+}
+
+int cf_role_undo(cf_ssh *s, const struct cf_role_undo *u, const char *check_command, int become,
+                 cf_role_cb cb, void *arg, char *err)
+{
+    if (!u || u->n == 0)
+        return 1;
+    struct cf_role_restore *ops = NULL;
+    size_t n = 0;
+    char *problems = NULL;
+    char aerr[CF_ERRLEN];
+    struct cf_rbatch *b = cf_rbatch_new();
+    struct undo_run *ur = cf_xcalloc(1, sizeof *ur);
+    int rc = 0;
+    ur->s = s;
+    ur->cb = cb;
+    ur->arg = arg;
+    ur->check = cf_strdup(check_command);
+    ur->t0 = cf_mono_ms();
+    cf_role_undo_ops(u, &ops, &n, &problems);
+    if (problems)
+        cf_buf_puts(&ur->problems, problems);
+    ur->paths = cf_xcalloc(n + 1, sizeof *ur->paths);
+    for (size_t i = 0; i < n; i++) {
+        const struct cf_role_restore *o = &ops[i];
+        switch (o->kind) {
+        case CF_ROP_WRITE:
+            rc = cf_rbatch_write(b, o->path, o->content, o->len, o->mode, o->owner, o->group, aerr);
+            break;
+        case CF_ROP_SYMLINK:
+            rc = cf_rbatch_symlink(b, o->path, o->target, aerr);
+            break;
+        case CF_ROP_MKDIR:
+            rc = cf_rbatch_mkdir(b, o->path, o->mode, o->owner, o->group, aerr);
+            break;
+        default:
+            rc = cf_rbatch_remove(b, o->path, aerr);
+            break;
+        }
+        if (rc < 0) {
+            /* a value the host reported that the batch refuses (a long
+             * owner name, an odd link target): keep going with the rest */
+            cf_buf_printf(&ur->problems, "%s%s: %s", ur->problems.len ? "; " : "", o->path, aerr);
+            continue;
+        }
+        ur->paths[ur->n_ops++] = cf_strdup(o->path);
+    }
+    free(ops);
+    free(problems);
+    if ((rc = cf_rbatch_run(b, check_command, 0, err)) < 0)
+        goto fail;
+    ur->test_op = rc;
+    if ((rc = cf_remote_run(s, b, become, undo_done, ur)) != 0) {
+        if (!*err)
+            cf_errf(err, "cannot start the rollback batch: %s", cf_strerror(rc));
+        goto fail;
+    }
+    return 0;
+fail:
+    cf_rbatch_free(b);
+    undo_run_free(ur);
+    return rc < 0 ? rc : CF_EINVAL;
+}
+
+char *cf_role_undo_message(const char *why, const struct cf_role_result *res)
+{
+    if (res->error[0])
+        return cf_asprintf("%s; %s", why, res->error);
+    const struct cf_task_result *back = res->n_tasks > 0 ? &res->tasks[0] : NULL;
+    const struct cf_task_result *test = res->n_tasks > 1 ? &res->tasks[1] : NULL;
+    int full = back && back->status != CF_TASK_FAILED;
+    int passes = test && test->status != CF_TASK_FAILED;
+    return cf_asprintf("%s; the role change was rolled back%s (%s); %s%s", why,
+                       full ? "" : " in part", back && back->msg ? back->msg : "",
+                       passes ? "the test passes again"
+                              : "the test still fails after the rollback: ",
+                       passes              ? ""
+                       : test && test->msg ? test->msg
+                                           : "not run");
 }

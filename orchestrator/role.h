@@ -11,8 +11,18 @@
  *   link:     path (dest) + src (the target)
  *   command:  free-form string, or {cmd: STRING | argv: [..], creates: PATH}
  * Task keys: name, loop (with_items), loop_control.loop_var, when (string,
- * bool or list: all must hold), notify (string or list), no_log; handlers
- * also listen.
+ * bool or list: all must hold), notify (string or list), no_log, tags;
+ * handlers also listen.
+ *
+ * Owned destinations.  A copy or template task tagged certfleet_owns_dest
+ * (`tags: [certfleet_owns_dest]`; plain Ansible ignores the tag) owns its
+ * dest: for every item whose `when` is false its dest is still rendered,
+ * and the file there is removed (a CF_RES_ABSENT resource with unwanted
+ * set, reported changed and notifying like a write).  So a file the role
+ * stops wanting (certbot_http_redirect: false after true) does not linger.
+ * The dest of such a task must render whether or not `when` holds.  Only
+ * tagged tasks own their dest: an untagged task that is skipped leaves the
+ * host alone, because the operator's configuration may include its file.
  *
  * Every absolute path and symlink target is joined behind the host's
  * certfleet_host_root and checked with cf_remote_check_path(); a hostile
@@ -36,6 +46,7 @@
 #include "ssh.h"
 
 struct cf_role;
+struct cf_role_undo;
 
 /* Load roles_dir/name/{tasks,handlers}/main.yml and every file under
  * templates/ (read once, so rendering does no I/O).  A missing handlers
@@ -74,6 +85,7 @@ struct cf_resource {
     char *group;
     char *command; /* COMMAND: text for sh -c (argv lists are quoted) */
     char *creates; /* COMMAND: joined path, or NULL */
+    int unwanted;  /* ABSENT: the dest of an owning task whose `when` is false */
     /* filled by cf_role_diff */
     enum cf_res_action action;
     char *why; /* "content differs", "mode 0644 -> 0755", ... */
@@ -81,7 +93,8 @@ struct cf_resource {
 
 struct cf_task_plan {
     char *name;
-    int skipped; /* `when` false for every item, or an empty loop */
+    int skipped; /* `when` false for every item, or an empty loop (an owning
+                    task then still has its unwanted dests as resources) */
     int no_log;  /* never show content (diffs, messages) */
     struct cf_resource *res;
     size_t n_res;
@@ -124,6 +137,11 @@ struct cf_role_result {
     char **notified; /* handler names/topics notified by changed tasks, in order, unique */
     size_t n_notified;
     char error[CF_ERRLEN]; /* host-level failure (transport, render), "" otherwise */
+    /* cf_role_converge: what the changes replaced, for cf_role_undo(); NULL
+     * when nothing was written.  The caller may take it (and set NULL). */
+    struct cf_role_undo *undo;
+    /* cf_role_run_handlers: the command of the handler that failed, or NULL */
+    char *failed_command;
 };
 
 void cf_role_result_free(struct cf_role_result *res);
@@ -161,6 +179,9 @@ typedef void (*cf_role_cb)(cf_ssh *s, int status, struct cf_role_result *res, vo
  * inspecting every resource (STAT; READ for files when diff is on), the
  * pure diff, then, unless check, one batch applying every change in task
  * order.  Handlers are not run here (see cf_role_run_handlers).
+ * The apply batch first reads every path it is about to change (all reads
+ * before the first write, so a path two tasks touch records its state
+ * before either), and res->undo holds that state for cf_role_undo().
  * Returns 0 (cb will run once, later) or CF_EINVAL with the reason in err
  * when the host's variables do not render (nothing ran on the host; cb is
  * not called).  role and hostvars must stay valid until cb runs. */
@@ -177,5 +198,71 @@ int cf_role_converge(cf_ssh *s, const struct cf_role *role, const json_t *hostva
 int cf_role_run_handlers(cf_ssh *s, const struct cf_role *role, const json_t *hostvars,
                          const char *const *notified, size_t n_notified,
                          const struct cf_role_opts *o, cf_role_cb cb, void *arg, char *err);
+
+/* ---- undoing a converge: the role change as data */
+
+/* What one path held before the converge changed it. */
+struct cf_role_undo_entry {
+    char *path;
+    enum cf_res_kind kind; /* what the converge made of it */
+    int existed;           /* 0: the converge created it */
+    char type;             /* as found: 'f', 'l', 'd' or 'o' */
+    char *content;         /* 'f': the previous bytes (wiped when freed) */
+    size_t len;
+    unsigned mode; /* 'f', 'd': permission bits */
+    char owner[64];
+    char group[64];
+    char *link_target; /* 'l' */
+    char *problem;     /* why it cannot be put back (not read, too large), or NULL */
+};
+
+/* Entries in the order the converge applied them. */
+struct cf_role_undo {
+    struct cf_role_undo_entry *e;
+    size_t n;
+};
+
+void cf_role_undo_free(struct cf_role_undo *u);
+
+/* One operation of the restore batch; strings are borrowed from the undo
+ * list. */
+struct cf_role_restore {
+    enum cf_rop_kind kind; /* CF_ROP_WRITE, SYMLINK, REMOVE or MKDIR */
+    const char *path;
+    const char *target;  /* SYMLINK */
+    const char *content; /* WRITE */
+    size_t len;
+    unsigned mode; /* WRITE, MKDIR */
+    const char *owner, *group;
+};
+
+/* Pure: the operations that put every entry back, the last change first.
+ * A path that did not exist is removed, except a directory the converge
+ * created: it stays (certificates may have been installed into it since,
+ * and an empty directory changes no configuration).  A file gets its
+ * previous content, mode, owner and group back; a link its previous
+ * target; a directory its mode, owner and group.  An entry with a problem,
+ * or of a type that cannot be recreated ('o'), gives no operation and a
+ * "path: why" part in *problems ("; "-separated, caller frees; NULL when
+ * every entry is restorable).  *ops (caller frees the array) has *n_ops
+ * operations. */
+void cf_role_undo_ops(const struct cf_role_undo *u, struct cf_role_restore **ops, size_t *n_ops,
+                      char **problems);
+
+/* Put the host back as the undo list says, then run check_command (the
+ * host's config test), all in one batch.  res (the caller's) has two
+ * tasks: "roll back the role change" (changed, or failed naming each path
+ * that could not be restored) and "test after the rollback" (changed when
+ * it passed, failed with its output).  Returns 0 (cb runs later), 1 when
+ * the list is empty (nothing runs, cb is not called), or CF_EINVAL with
+ * err (cb not called). */
+int cf_role_undo(cf_ssh *s, const struct cf_role_undo *u, const char *check_command, int become,
+                 cf_role_cb cb, void *arg, char *err);
+
+/* The host's message after a rolled-back change: why (the failed test's
+ * message) and what the rollback result res says, e.g. "'nginx -t' exited
+ * with 1: ...; the role change was rolled back (2 paths restored) and the
+ * test passes again".  Caller frees. */
+char *cf_role_undo_message(const char *why, const struct cf_role_result *res);
 
 #endif

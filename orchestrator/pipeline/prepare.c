@@ -15,9 +15,11 @@ struct prep {
     struct rhost *h;
     cf_ssh *s;
     struct cf_rbatch *b;
-    size_t *first_op; /* per hostcert: index of its first inspect op */
-    int *installed;   /* per hostcert: version installed in this run, -1 = none */
-    char **stale;     /* ACME tokens a killed run left on the host (journal) */
+    size_t *first_op;          /* per hostcert: index of its first inspect op */
+    int *installed;            /* per hostcert: version installed in this run, -1 = none */
+    struct cf_role_undo *undo; /* what the role's converge replaced, or NULL */
+    char *fail_msg;            /* the failed config test, while rolling back */
+    char **stale;              /* ACME tokens a killed run left on the host (journal) */
     size_t n_stale, stale_op;
     size_t test_op; /* the config test, run with the inspection */
 };
@@ -34,6 +36,8 @@ static void prep_finish(struct prep *p, int ok)
     free(p->first_op);
     free(p->installed);
     cf_journal_tokens_free(p->stale, p->n_stale);
+    cf_role_undo_free(p->undo);
+    free(p->fail_msg);
     free(p);
     if (h->state != PL_HOST_UNREACHABLE)
         pl_host_to(h, ok ? PL_HOST_READY : PL_HOST_FAILED);
@@ -59,6 +63,42 @@ static void prep_fail(struct prep *p, const char *step, int status, const char *
     prep_finish(p, 0);
 }
 
+static void on_role_undone(cf_ssh *s, int status, struct cf_role_result *res, void *arg)
+{
+    struct prep *p = arg;
+    struct rhost *h = p->h;
+    for (size_t i = 0; res && i < res->n_tasks; i++)
+        cf_report_task(pl_hrep(h), "rollback", res->tasks[i].name, res->tasks[i].status,
+                       res->tasks[i].msg, NULL, res->tasks[i].ms);
+    char *msg = res ? cf_role_undo_message(p->fail_msg, res)
+                    : pl_host_error(h, "rolling back the role change", status, NULL);
+    cf_report_host_failed(pl_hrep(h), msg);
+    free(msg);
+    cf_role_result_free(res);
+    prep_finish(p, 0);
+}
+
+/* The config test failed after the role changed files: put them back as
+ * they were and test again (role.h, cf_role_undo).  Returns 1 when the
+ * rollback runs (on_role_undone finishes the host), 0 when there is
+ * nothing to roll back. */
+static int prep_rollback(struct prep *p, const struct cf_role_result *res)
+{
+    const struct cf_host_config *cfg = p->h->cfg;
+    char err[CF_ERRLEN] = "";
+    if (!p->undo || !res->failed_command || strcmp(res->failed_command, cfg->test_command))
+        return 0;
+    for (size_t i = 0; i < res->n_tasks && !p->fail_msg; i++)
+        if (res->tasks[i].status == CF_TASK_FAILED)
+            p->fail_msg = cf_strdup(res->tasks[i].msg ? res->tasks[i].msg : "config test failed");
+    if (cf_role_undo(p->s, p->undo, cfg->test_command, cfg->become, on_role_undone, p, err) != 0) {
+        if (*err)
+            cf_report_host_failed(pl_hrep(p->h), err);
+        return 0;
+    }
+    return 1;
+}
+
 static void on_handlers(cf_ssh *s, int status, struct cf_role_result *res, void *arg)
 {
     struct prep *p = arg;
@@ -68,6 +108,10 @@ static void on_handlers(cf_ssh *s, int status, struct cf_role_result *res, void 
         for (size_t i = 0; i < res->n_tasks; i++) {
             struct cf_task_result *t = &res->tasks[i];
             cf_report_task(pl_hrep(h), "handler", t->name, t->status, t->msg, NULL, t->ms);
+        }
+        if (status == 0 && !ok && prep_rollback(p, res)) {
+            cf_role_result_free(res);
+            return;
         }
     }
     if (status != 0) {
@@ -318,6 +362,8 @@ static void on_converged(cf_ssh *s, int status, struct cf_role_result *res, void
             struct cf_task_result *t = &res->tasks[i];
             cf_report_task(pl_hrep(h), "prepare", t->name, t->status, t->msg, t->diff, t->ms);
         }
+        p->undo = res->undo; /* for prep_rollback */
+        res->undo = NULL;
         if (res->changed) {
             h->need_handlers = 1;
             h->notified = cf_xcalloc(res->n_notified + 1, sizeof *h->notified);

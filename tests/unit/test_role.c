@@ -214,20 +214,40 @@ static void test_render_switches(void **st)
 {
     (void)st;
     struct cf_role *r = load_role();
-    /* no redirect: the port-80 server is not managed */
+    /* no redirect: the port-80 server's task owns its file, so the file
+     * must be absent; nothing else of the role mentions it */
     json_t *v = hostvars("certbot_http_redirect: false\n");
     struct cf_role_plan *p = render(r, v);
+    const char *task = NULL;
+    const struct cf_resource *x = find(p, "/etc/nginx/conf.d/certfleet-http.conf", &task);
+    assert_int_equal(x->kind, CF_RES_ABSENT);
+    assert_true(x->unwanted);
+    assert_string_equal(task, "install the port-80 server (HTTPS redirect, ACME challenges)");
+    size_t mentions = 0;
     for (size_t i = 0; i < p->n_tasks; i++)
-        for (size_t k = 0; k < p->tasks[i].n_res; k++)
-            assert_null(strstr(p->tasks[i].res[k].path, "certfleet-http.conf"));
+        for (size_t k = 0; k < p->tasks[i].n_res; k++) {
+            const struct cf_resource *y = &p->tasks[i].res[k];
+            if (y->path && strstr(y->path, "certfleet-http.conf")) {
+                mentions++;
+                assert_true(p->tasks[i].skipped);
+            }
+        }
+    assert_int_equal(mentions, 1);
     cf_role_plan_free(p);
     json_decref(v);
-    /* disabled: every task skipped */
+    /* disabled: every task skipped; only the owned file is still removed */
     v = hostvars("certbot_enabled: false\n");
     p = render(r, v);
-    assert_int_equal(cf_role_plan_size(p), 0);
+    assert_int_equal(cf_role_plan_size(p), 1);
+    assert_int_equal(find(p, "/etc/nginx/conf.d/certfleet-http.conf", NULL)->kind, CF_RES_ABSENT);
     for (size_t i = 0; i < p->n_tasks; i++)
         assert_true(p->tasks[i].skipped);
+    cf_role_plan_free(p);
+    json_decref(v);
+    /* with redirect (the default) the same task writes the file */
+    v = hostvars(NULL);
+    p = render(r, v);
+    expect_file(p, "/etc/nginx/conf.d/certfleet-http.conf", 0644, "default_server");
     cf_role_plan_free(p);
     json_decref(v);
     /* a cert without cert_name is named after its first domain, as certbot does;
@@ -408,6 +428,196 @@ static void test_diff(void **st)
     cf_role_free(r);
 }
 
+/* An owned file the role no longer wants: removed (changed, notifies) when
+ * present, a plain skip when already gone. */
+static void test_diff_unwanted(void **st)
+{
+    (void)st;
+    struct cf_role *r = load_role();
+    json_t *v = hostvars("certbot_http_redirect: false\n");
+    struct cf_role_plan *p = render(r, v);
+    struct cf_role_result *res = NULL;
+    struct cf_rop_result *a = actual_state(p, 0);
+    size_t k = index_of(p, "/etc/nginx/conf.d/certfleet-http.conf");
+    const char *name = "install the port-80 server (HTTPS redirect, ACME challenges)";
+    /* a stale file from a run with the redirect on */
+    a[k].st.exists = 1;
+    a[k].st.type = 'f';
+    cf_role_diff(p, a, 0, &res);
+    assert_int_equal(res->changed, 1);
+    for (size_t i = 0; i < res->n_tasks; i++)
+        if (!strcmp(res->tasks[i].name, name)) {
+            assert_int_equal(res->tasks[i].status, CF_TASK_CHANGED);
+            assert_string_equal(res->tasks[i].msg, "/etc/nginx/conf.d/certfleet-http.conf: "
+                                                   "removed (the task's condition is false)");
+        }
+    assert_int_equal(res->n_notified, 1);
+    assert_string_equal(res->notified[0], "reload nginx");
+    assert_int_equal(p->tasks[0].res[0].action, CF_ACT_NONE);
+    cf_role_result_free(res);
+    /* already gone: skipped, nothing to do, nothing notified */
+    a[k].st.exists = 0;
+    cf_role_diff(p, a, 0, &res);
+    assert_int_equal(res->changed, 0);
+    assert_int_equal(res->n_notified, 0);
+    for (size_t i = 0; i < res->n_tasks; i++)
+        if (!strcmp(res->tasks[i].name, name))
+            assert_int_equal(res->tasks[i].status, CF_TASK_SKIPPED);
+    cf_role_result_free(res);
+    free(a);
+    cf_role_plan_free(p);
+    json_decref(v);
+    cf_role_free(r);
+}
+
+/* cf_role_undo_ops: each previous state gives exactly its restore
+ * operation, the last change first. */
+static void test_undo_ops(void **st)
+{
+    (void)st;
+    /* one case per entry reads better than one field per line */
+    /* clang-format off */
+    static const struct {
+        const char *what;
+        struct cf_role_undo_entry e; /* the previous state */
+        int none;                    /* no operation */
+        enum cf_rop_kind kind;
+        const char *target, *content, *owner, *problem;
+        unsigned mode;
+    } cases[] = {
+        {.what = "created file is removed",
+         .e = {.path = "/c/new.conf", .kind = CF_RES_FILE},
+         .kind = CF_ROP_REMOVE},
+        {.what = "created link is removed",
+         .e = {.path = "/c/k.key", .kind = CF_RES_LINK},
+         .kind = CF_ROP_REMOVE},
+        {.what = "created directory stays", .e = {.path = "/c/dir", .kind = CF_RES_DIR}, .none = 1},
+        {.what = "replaced file: content, mode and owner back",
+         .e = {.path = "/c/old.conf", .kind = CF_RES_FILE, .existed = 1, .type = 'f',
+               .content = "listen 80;\n", .len = 11, .mode = 0640, .owner = "www",
+               .group = "adm"},
+         .kind = CF_ROP_WRITE, .content = "listen 80;\n", .owner = "www", .mode = 0640},
+        {.what = "empty file comes back empty",
+         .e = {.path = "/c/empty", .kind = CF_RES_FILE, .existed = 1, .type = 'f', .mode = 0600},
+         .kind = CF_ROP_WRITE, .content = "", .mode = 0600},
+        {.what = "removed file (owned dest) is written back",
+         .e = {.path = "/c/http.conf", .kind = CF_RES_ABSENT, .existed = 1, .type = 'f',
+               .content = "server {}\n", .len = 10, .mode = 0644, .owner = "root",
+               .group = "root"},
+         .kind = CF_ROP_WRITE, .content = "server {}\n", .owner = "root", .mode = 0644},
+        {.what = "repointed link: previous target",
+         .e = {.path = "/c/a.crt", .kind = CF_RES_LINK, .existed = 1, .type = 'l',
+               .link_target = "../archive/a/cert1.pem"},
+         .kind = CF_ROP_SYMLINK, .target = "../archive/a/cert1.pem"},
+        {.what = "file replaced by a link: the file again",
+         .e = {.path = "/c/b.crt", .kind = CF_RES_LINK, .existed = 1, .type = 'f',
+               .content = "x", .len = 1, .mode = 0644},
+         .kind = CF_ROP_WRITE, .content = "x", .mode = 0644},
+        {.what = "directory mode change: previous mode and owner",
+         .e = {.path = "/c/archive", .kind = CF_RES_DIR, .existed = 1, .type = 'd',
+               .mode = 0755, .owner = "root", .group = "root"},
+         .kind = CF_ROP_MKDIR, .owner = "root", .mode = 0755},
+        {.what = "content not kept: a problem, no operation",
+         .e = {.path = "/c/huge", .kind = CF_RES_FILE, .existed = 1, .type = 'f',
+               .problem = "its previous content was not kept"},
+         .none = 1, .problem = "/c/huge: its previous content was not kept"},
+        {.what = "a fifo cannot be recreated",
+         .e = {.path = "/c/fifo", .kind = CF_RES_FILE, .existed = 1, .type = 'o'},
+         .none = 1, .problem = "/c/fifo: it was a special file"},
+    };
+    /* clang-format on */
+    size_t n = sizeof cases / sizeof cases[0];
+    /* one entry at a time */
+    for (size_t i = 0; i < n; i++) {
+        struct cf_role_undo u = {(struct cf_role_undo_entry *)&cases[i].e, 1};
+        struct cf_role_restore *ops = NULL;
+        size_t nops = 9;
+        char *problems = NULL;
+        cf_role_undo_ops(&u, &ops, &nops, &problems);
+        print_message("# undo: %s\n", cases[i].what);
+        if (cases[i].none) {
+            assert_int_equal(nops, 0);
+        } else {
+            assert_int_equal(nops, 1);
+            assert_int_equal(ops[0].kind, cases[i].kind);
+            assert_string_equal(ops[0].path, cases[i].e.path);
+            if (cases[i].target)
+                assert_string_equal(ops[0].target, cases[i].target);
+            if (cases[i].content) {
+                assert_int_equal(ops[0].len, strlen(cases[i].content));
+                assert_memory_equal(ops[0].content, cases[i].content, ops[0].len);
+            }
+            if (cases[i].kind == CF_ROP_WRITE || cases[i].kind == CF_ROP_MKDIR)
+                assert_int_equal(ops[0].mode, cases[i].mode);
+            if (cases[i].owner)
+                assert_string_equal(ops[0].owner, cases[i].owner);
+            else
+                assert_null(ops[0].owner);
+        }
+        if (cases[i].problem) {
+            assert_non_null(problems);
+            if (strncmp(problems, cases[i].problem, strlen(cases[i].problem)))
+                fail_msg("%s: problems [%s]", cases[i].what, problems);
+        } else {
+            assert_null(problems);
+        }
+        free(ops);
+        free(problems);
+    }
+    /* all at once: reverse order, one op per restorable entry, problems joined */
+    struct cf_role_undo_entry all[sizeof cases / sizeof cases[0]];
+    for (size_t i = 0; i < n; i++)
+        all[i] = cases[i].e;
+    struct cf_role_undo u = {all, n};
+    struct cf_role_restore *ops = NULL;
+    size_t nops = 0;
+    char *problems = NULL;
+    cf_role_undo_ops(&u, &ops, &nops, &problems);
+    size_t j = 0;
+    for (size_t i = n; i-- > 0;)
+        if (!cases[i].none) {
+            assert_true(j < nops);
+            assert_string_equal(ops[j++].path, cases[i].e.path);
+        }
+    assert_int_equal(j, nops);
+    assert_non_null(strstr(problems, "/c/fifo: it was a special file"));
+    assert_non_null(strstr(problems, "; /c/huge: "));
+    free(ops);
+    free(problems);
+}
+
+/* What the host's message says after a rollback. */
+static void test_undo_message(void **st)
+{
+    (void)st;
+    static const struct {
+        enum cf_task_status back, test;
+        const char *back_msg, *test_msg, *error, *want;
+    } cases[] = {
+        {CF_TASK_CHANGED, CF_TASK_CHANGED, "1 path restored", "'t' passes", "",
+         "WHY; the role change was rolled back (1 path restored); the test passes again"},
+        {CF_TASK_FAILED, CF_TASK_CHANGED, "0 paths restored; not restored: /x: denied", "", "",
+         "WHY; the role change was rolled back in part (0 paths restored; not restored: /x: "
+         "denied); the test passes again"},
+        {CF_TASK_CHANGED, CF_TASK_FAILED, "2 paths restored", "'t' exited with 1: bad", "",
+         "WHY; the role change was rolled back (2 paths restored); the test still fails after "
+         "the rollback: 't' exited with 1: bad"},
+        {CF_TASK_FAILED, CF_TASK_FAILED, "x", "y", "rolling back failed: timeout",
+         "WHY; rolling back failed: timeout"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct cf_task_result t[2] = {
+            {.status = cases[i].back, .msg = (char *)cases[i].back_msg},
+            {.status = cases[i].test, .msg = (char *)cases[i].test_msg},
+        };
+        struct cf_role_result res = {.tasks = t, .n_tasks = 2};
+        snprintf(res.error, sizeof res.error, "%s", cases[i].error);
+        char *m = cf_role_undo_message("WHY", &res);
+        assert_string_equal(m, cases[i].want);
+        free(m);
+    }
+}
+
 static void test_unified_diff(void **st)
 {
     (void)st;
@@ -452,6 +662,41 @@ static void rm_role(char *dir)
     free(p);
     rmdir(dir);
     free(dir);
+}
+
+/* The owning tag: only copy and template tasks may carry it, and an owned
+ * dest must render even when `when` is false. */
+static void test_owns_dest_tag(void **st)
+{
+    (void)st;
+    char err[CF_ERRLEN] = "";
+    struct cf_role *r = NULL;
+    char *dir = make_role("- name: run\n  command: 'true'\n  tags: [certfleet_owns_dest]\n");
+    assert_int_equal(cf_role_load(dir, "t", &r, err), CF_EINVAL);
+    assert_non_null(strstr(err, "tag 'certfleet_owns_dest' is for copy and template tasks only"));
+    assert_non_null(strstr(err, "tasks/main.yml:1:"));
+    rm_role(dir);
+    dir = make_role("- name: owned\n  copy: {dest: '/etc/{{ f }}', content: x}\n"
+                    "  when: false\n  tags: [other, certfleet_owns_dest]\n"
+                    "- name: not owned\n  copy: {dest: /etc/b, content: x}\n  when: false\n");
+    assert_int_equal(cf_role_load(dir, "t", &r, err), 0);
+    json_t *v = json_pack("{s:s}", "f", "a.conf");
+    struct cf_role_plan *p = render(r, v);
+    assert_int_equal(cf_role_plan_size(p), 1);
+    assert_int_equal(p->tasks[0].res[0].kind, CF_RES_ABSENT);
+    assert_string_equal(p->tasks[0].res[0].path, "/etc/a.conf");
+    assert_true(p->tasks[0].skipped && p->tasks[1].skipped);
+    cf_role_plan_free(p);
+    json_decref(v);
+    /* its dest must render even though the condition is false */
+    v = json_object();
+    assert_int_equal(cf_role_render(r, 0, v, &p, err), CF_EINVAL);
+    if (!strstr(err, "task 'owned'") && !strstr(err, "'f'"))
+        fail_msg("undefined dest variable: [%s]", err);
+    print_message("# %s\n", err);
+    json_decref(v);
+    cf_role_free(r);
+    rm_role(dir);
 }
 
 static void test_keys_never_in_diffs(void **st)
@@ -750,6 +995,8 @@ static void test_print_plan(void **st)
         for (size_t k = 0; k < p->tasks[t].n_res; k++) {
             const struct cf_resource *z = &p->tasks[t].res[k];
             char h[65] = "";
+            if (z->kind == CF_RES_ABSENT)
+                continue; /* Ansible has no owned destinations */
             if (z->content)
                 cf_sha256_hex(z->content, z->len, h);
             printf("plan %c %s %o %s\n",
@@ -773,6 +1020,10 @@ int main(void)
         cmocka_unit_test(test_render_switches),
         cmocka_unit_test(test_hostile_values),
         cmocka_unit_test(test_diff),
+        cmocka_unit_test(test_diff_unwanted),
+        cmocka_unit_test(test_owns_dest_tag),
+        cmocka_unit_test(test_undo_ops),
+        cmocka_unit_test(test_undo_message),
         cmocka_unit_test(test_unified_diff),
         cmocka_unit_test(test_keys_never_in_diffs),
     };
