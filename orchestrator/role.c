@@ -1264,6 +1264,7 @@ struct conv {
     long *op;  /* resource index -> op index in the current batch, -1 = none */
     long *pre; /* resource index -> the apply batch's read of it first, -1 = none */
     struct cf_role_result *res;
+    size_t extra_first; /* index of the caller's first extra op (extra_add) */
     uint64_t t0, t_inspect;
     /* handlers */
     size_t *due; /* plan task index of each due handler */
@@ -1430,6 +1431,8 @@ static void inspect_done(struct cf_rbatch *b, int status, void *arg)
             actual[k] = *cf_rbatch_result(b, (size_t)c->op[k]); /* shallow: b owns the strings */
     cf_role_diff(c->plan, actual, c->o.diff, &c->res);
     free(actual);
+    if (c->o.extra_done)
+        c->o.extra_done(b, c->extra_first, c->o.extra_arg);
     cf_rbatch_free(b);
     for (size_t i = 0; i < c->res->n_tasks; i++)
         c->res->tasks[i].ms = now - c->t0;
@@ -1551,6 +1554,11 @@ int cf_role_converge(cf_ssh *s, const struct cf_role *role, const json_t *hostva
             }
             c->op[k] = rc;
         }
+    }
+    c->extra_first = cf_rbatch_count(b);
+    if (o->extra_add && (rc = o->extra_add(b, o->extra_arg, err)) != 0) {
+        cf_rbatch_free(b);
+        goto fail;
     }
     if (cf_rbatch_count(b) == 0 && (rc = cf_rbatch_stat(b, "/", err)) < 0) {
         /* nothing to inspect: one cheap op still proves the host answers */

@@ -168,6 +168,16 @@ struct cf_role_opts {
     int check;  /* --check: inspect and report, write nothing */
     int diff;   /* --diff: unified diffs of file content */
     int become; /* sudo -n on the host */
+    /* Optional (cf_role_converge only): more operations for the converge's
+     * first batch, the inspection every run makes, so a host with nothing
+     * to change costs one round trip in all.  extra_add adds them to b
+     * (returns 0 or CF_E* with err); extra_done reads their results (the
+     * first one at index first) before b is freed, only when the batch
+     * ran.  Both get extra_arg.  Their ops must not change what the
+     * role's tasks inspect. */
+    int (*extra_add)(struct cf_rbatch *b, void *arg, char *err);
+    void (*extra_done)(const struct cf_rbatch *b, size_t first, void *arg);
+    void *extra_arg;
 };
 
 /* res is the caller's: free it with cf_role_result_free().  status is 0

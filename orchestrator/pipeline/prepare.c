@@ -21,7 +21,9 @@ struct prep {
     char *fail_msg;            /* the failed config test, while rolling back */
     char **stale;              /* ACME tokens a killed run left on the host (journal) */
     size_t n_stale, stale_op;
-    size_t test_op; /* the config test, run with the inspection */
+    size_t test_op;    /* the config test, run with the inspection */
+    char *test_output; /* its output when it failed, else NULL */
+    int inspected;     /* inspect_done has read the results */
 };
 
 /* The host's preparation is over: ready when ok.  Frees p, lets the
@@ -38,6 +40,7 @@ static void prep_finish(struct prep *p, int ok)
     cf_journal_tokens_free(p->stale, p->n_stale);
     cf_role_undo_free(p->undo);
     free(p->fail_msg);
+    free(p->test_output);
     free(p);
     if (h->state != PL_HOST_UNREACHABLE)
         pl_host_to(h, ok ? PL_HOST_READY : PL_HOST_FAILED);
@@ -55,9 +58,10 @@ static void prep_fail(struct prep *p, const char *step, int status, const char *
                       const struct cf_rbatch *b)
 {
     struct rhost *h = p->h;
-    char *m = detail && *detail
-                  ? cf_asprintf("%s on host '%s' failed: %s", step, h->cfg->name, detail)
-                  : pl_host_error(h, step, status, b);
+    char *m = !detail || !*detail ? pl_host_error(h, step, status, b)
+              : strstr(detail, h->cfg->name)
+                  ? cf_asprintf("%s failed: %s", step, detail)
+                  : cf_asprintf("%s on host '%s' failed: %s", step, h->cfg->name, detail);
     cf_report_host_failed(pl_hrep(h), m);
     free(m);
     prep_finish(p, 0);
@@ -133,7 +137,7 @@ static void prep_handlers(struct prep *p)
         return;
     }
     pl_host_to(h, PL_HOST_HANDLERS);
-    struct cf_role_opts ro = {r->check, r->o->diff, h->cfg->become};
+    struct cf_role_opts ro = {.check = r->check, .diff = r->o->diff, .become = h->cfg->become};
     char err[CF_ERRLEN] = "";
     int rc = cf_role_run_handlers(p->s, r->role, h->vars, (const char *const *)h->notified,
                                   h->n_notified, &ro, on_handlers, p, err);
@@ -248,17 +252,58 @@ static void prep_install(struct prep *p)
         on_installed(b, rc, p);
 }
 
-static void on_inspected(struct cf_rbatch *b, int status, void *arg)
+/* The inspection's operations: per certificate the live links (for
+ * rollback) and live/<cert>/cert.pem (its serial), the config test, and
+ * the removal of tokens a killed run left.  They ride in the role's first
+ * batch, so a converged host costs one round trip. */
+static int inspect_add(struct cf_rbatch *b, void *arg, char *err)
 {
     struct prep *p = arg;
     struct rhost *h = p->h;
-    if (status != 0) {
-        prep_fail(p, "inspecting the live certificates", status, NULL, b);
-        return;
+    size_t base = cf_rbatch_count(b); /* indices below are relative to it */
+    p->first_op = cf_xcalloc(h->n_hc ? h->n_hc : 1, sizeof *p->first_op);
+    for (size_t k = 0; k < h->n_hc; k++) {
+        const char *name = h->hc[k].cert->fc->cert_name;
+        p->first_op[k] = cf_rbatch_count(b) - base;
+        for (int i = 0; i < CF_PLAN_LIVE_FILES; i++) {
+            char *lp = pl_live_path(h, name, pl_live_names[i]);
+            int rc = cf_rbatch_stat(b, lp, err);
+            free(lp);
+            if (rc < 0)
+                return rc;
+        }
+        char *cp = pl_live_path(h, name, "cert");
+        int rc = cf_rbatch_read(b, cp, 256 * 1024, err);
+        free(cp);
+        if (rc < 0)
+            return rc;
     }
+    /* The config test, every run and before any change of this run: a
+     * config broken by hand is found now, not on renewal day. */
+    p->test_op = cf_rbatch_count(b) - base;
+    if (cf_rbatch_run(b, h->cfg->test_command, 0, err) < 0)
+        return CF_EINVAL;
+    /* tokens are journaled before they are written: what is still listed
+     * was left by a run that never got to remove it */
+    if (!h->run->check &&
+        cf_journal_tokens(h->run->o->state_dir, h->cfg->name, &p->stale, &p->n_stale, err) == 0) {
+        p->stale_op = cf_rbatch_count(b) - base;
+        for (size_t i = 0; i < p->n_stale; i++)
+            if (cf_rbatch_remove(b, p->stale[i], err) < 0)
+                return CF_EINVAL;
+    }
+    p->inspected = 0;
+    return 0;
+}
+
+/* Read what inspect_add asked for (first: the index of its first op). */
+static void inspect_done(const struct cf_rbatch *b, size_t first, void *arg)
+{
+    struct prep *p = arg;
+    struct rhost *h = p->h;
     size_t removed = 0;
     for (size_t i = 0; i < p->n_stale; i++) {
-        const struct cf_rop_result *res = cf_rbatch_result(b, p->stale_op + i);
+        const struct cf_rop_result *res = cf_rbatch_result(b, first + p->stale_op + i);
         char err[CF_ERRLEN];
         if (res && res->status == 0 &&
             cf_journal_token_del(h->run->o->state_dir, h->cfg->name, p->stale[i], err) == 0)
@@ -272,7 +317,7 @@ static void on_inspected(struct cf_rbatch *b, int status, void *arg)
     }
     for (size_t k = 0; k < h->n_hc; k++) {
         struct hostcert *hc = &h->hc[k];
-        size_t at = p->first_op[k];
+        size_t at = first + p->first_op[k];
         for (int i = 0; i < CF_PLAN_LIVE_FILES; i++) {
             const struct cf_rop_result *res = cf_rbatch_result(b, at + (size_t)i);
             if (res && res->status == 0 && res->st.exists && res->st.link_target)
@@ -289,20 +334,28 @@ static void on_inspected(struct cf_rbatch *b, int status, void *arg)
             cf_cert_info_release(&ci);
         }
     }
+    const struct cf_rop_result *t = cf_rbatch_result(b, first + p->test_op);
+    if (t && (t->status != 0 || t->exit_status != 0))
+        p->test_output = pl_run_output(t);
+    p->inspected = 1;
+}
+
+/* After the inspection (and the converge): a config test that failed
+ * before any change, when nothing of this run can repair it, fails the
+ * host without touching it further; else first versions, then handlers. */
+static void prep_after_inspect(struct prep *p)
+{
+    struct rhost *h = p->h;
     int installs = 0;
     for (size_t k = 0; k < h->n_hc; k++)
         installs |= !h->hc[k].live_serial && !h->hc[k].prev_target[2];
-    const struct cf_rop_result *t = cf_rbatch_result(b, p->test_op);
-    if (!installs && !h->need_handlers && t && (t->status != 0 || t->exit_status != 0)) {
-        /* nothing of this run can have caused it: say so, and change no more */
-        char *out = pl_run_output(t);
+    if (p->test_output && !installs && !h->need_handlers) {
         char *m = cf_asprintf("the config test '%s' already fails before any change of this run "
                               "(certfleet changed nothing on this host): %s; fix the nginx "
                               "configuration, then apply again",
-                              h->cfg->test_command, out);
+                              h->cfg->test_command, p->test_output);
         cf_report_task(pl_hrep(h), "prepare", "config test", CF_TASK_FAILED, m, NULL, 0);
         cf_report_host_failed(pl_hrep(h), m);
-        free(out);
         free(m);
         prep_finish(p, 0);
         return;
@@ -314,42 +367,32 @@ static void on_inspected(struct cf_rbatch *b, int status, void *arg)
     prep_install(p);
 }
 
-/* Read what each certificate of the host has live: the link targets (for
- * rollback) and the serial of live/<cert>/cert.pem, in one round trip. */
+static void on_inspected(struct cf_rbatch *b, int status, void *arg)
+{
+    struct prep *p = arg;
+    if (status != 0) {
+        prep_fail(p, "inspecting the live certificates", status, NULL, b);
+        return;
+    }
+    inspect_done(b, 0, p);
+    prep_after_inspect(p);
+}
+
+/* renew: no role, the inspection is a batch of its own */
 static void prep_inspect(struct prep *p)
 {
     struct rhost *h = p->h;
     char err[CF_ERRLEN] = "";
     struct cf_rbatch *b = cf_rbatch_new();
     pl_host_to(h, PL_HOST_INSPECTING);
-    p->first_op = cf_xcalloc(h->n_hc ? h->n_hc : 1, sizeof *p->first_op);
-    for (size_t k = 0; k < h->n_hc; k++) {
-        const char *name = h->hc[k].cert->fc->cert_name;
-        p->first_op[k] = cf_rbatch_count(b);
-        for (int i = 0; i < CF_PLAN_LIVE_FILES; i++) {
-            char *lp = pl_live_path(h, name, pl_live_names[i]);
-            cf_rbatch_stat(b, lp, err);
-            free(lp);
-        }
-        char *cp = pl_live_path(h, name, "cert");
-        cf_rbatch_read(b, cp, 256 * 1024, err);
-        free(cp);
-    }
-    /* The config test, every run: a config broken by hand is found now,
-     * not on renewal day.  It costs no round trip. */
-    p->test_op = cf_rbatch_count(b);
-    cf_rbatch_run(b, h->cfg->test_command, 0, err);
-    /* tokens are journaled before they are written: what is still listed
-     * was left by a run that never got to remove it */
-    if (!h->run->check &&
-        cf_journal_tokens(h->run->o->state_dir, h->cfg->name, &p->stale, &p->n_stale, err) == 0) {
-        p->stale_op = cf_rbatch_count(b);
-        for (size_t i = 0; i < p->n_stale; i++)
-            cf_rbatch_remove(b, p->stale[i], err);
+    int rc = inspect_add(b, p, err);
+    if (rc != 0) {
+        cf_rbatch_free(b);
+        prep_fail(p, "inspecting the live certificates", rc, err, NULL);
+        return;
     }
     p->b = b;
-    int rc = cf_hostq_remote(h->q, b, on_inspected, p);
-    if (rc != 0)
+    if ((rc = cf_hostq_remote(h->q, b, on_inspected, p)) != 0)
         on_inspected(b, rc, p);
 }
 
@@ -379,11 +422,16 @@ static void on_converged(cf_ssh *s, int status, struct cf_role_result *res, void
     }
     int failed = !res || res->failed;
     cf_role_result_free(res);
-    if (failed) {
-        prep_finish(p, 0);
+    if (failed || !p->inspected) {
+        if (!failed)
+            prep_fail(p, "inspecting the live certificates", CF_EPROTO, "no inspection result",
+                      NULL);
+        else
+            prep_finish(p, 0);
         return;
     }
-    prep_inspect(p);
+    pl_host_to(h, PL_HOST_INSPECTING);
+    prep_after_inspect(p);
 }
 
 void pl_job_prepare(struct cf_hostq *q, cf_ssh *s, int status, void *arg)
@@ -409,7 +457,7 @@ void pl_job_prepare(struct cf_hostq *q, cf_ssh *s, int status, void *arg)
         return;
     }
     pl_host_to(h, PL_HOST_CONVERGING);
-    struct cf_role_opts ro = {r->check, r->o->diff, h->cfg->become};
+    struct cf_role_opts ro = {r->check, r->o->diff, h->cfg->become, inspect_add, inspect_done, p};
     char err[CF_ERRLEN] = "";
     int rc = cf_role_converge(s, r->role, h->vars, &ro, on_converged, p, err);
     if (rc != 0)
