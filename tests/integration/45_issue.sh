@@ -98,6 +98,14 @@ is "dns-01 wildcard: exit 0" "$RC" 0
 like "dns-01 wildcard: issued" "$OUT" '^wild +issue-missing'
 check "dns-01 wildcard: certificate names *.wild.fleet.test" bash -c "openssl x509 -in '$STATE/live/wild/cert.pem' -noout -ext subjectAltName | grep -qF '*.wild.fleet.test'"
 
+# a DNS hook that cannot be started: the certificate fails with the hook's
+# name and the reason, the run ends cleanly (the valgrind job runs this
+# script: the token must outlive its closing process handle)
+sed "s|^certbot_dns_hook: .*|certbot_dns_hook: $FDIR/no-such-hook|; s|cert_name: wild|cert_name: wild2|; s|\*\.wild\.|*.wild2.|" "$FDIR/wild.yml" >"$FDIR/wild2.yml"
+cf apply -l h2 -e @"$FDIR/wild2.yml"
+is "missing dns hook: exit 1" "$RC" 1
+like "missing dns hook: names the hook and the reason" "$OUT" "cannot run dns hook '$FDIR/no-such-hook': no such file or directory"
+
 # a certificate locked by another run is reported with its holder
 mkdir -p "$STATE/locks"
 echo "pid 4242 on otherhost" >"$STATE/locks/h3.lock"
