@@ -97,6 +97,15 @@ kill_seed() {
 # kill_fail KIND DETAIL: record a failed check (details accumulate)
 kill_fail() { KILL_FAILS[$1]+="${KILL_FAILS[$1]:+; }$2"; }
 
+# kill_links ROOT CERT: where a host's live links of CERT point, for a report
+kill_links() {
+    local f out=
+    for f in cert chain fullchain privkey; do
+        out+="$f->$(readlink "$1/etc/letsencrypt/live/$2/$f.pem" | sed 's,.*/,,') "
+    done
+    echo "live/$2: ${out% }"
+}
+
 # what ADDR:5001 serves for SNI NAME, verified against pebble's root for
 # that name; prints nothing when it verifies, else what was served and why not
 kill_tls_problem() {
@@ -112,8 +121,9 @@ kill_tls_problem() {
 }
 
 kill_trial() {
-    local i=$1 pid o0 v0 v1 line h a r c d w s problem left out
+    local t0 i=$1 pid o0 v0 v1 line h a r c d w s problem left out
     KILL_FAILS=()
+    t0=$(kill_now_ms)
     o0=$(kill_orders)
     kill_tokens | sort >"$FDIR/kill-tokens-before"
     v0=$(kill_store | awk '{s += $2} END {print s + 0}')
@@ -140,14 +150,17 @@ kill_trial() {
     done <"$FDIR/kill-map"
 
     # the next plain apply repairs everything
+    KILL_T_CHECK=$(kill_now_ms)
     "$CERTFLEET" apply "${KILL_ARGS[@]}" >"$FDIR/kill-$i-next.log" 2>&1
     s=$?
     [ "$s" = 0 ] || kill_fail apply-rc "exit $s: $(grep -E '^(failed|fatal|error)|: error|failed=[1-9]' "$FDIR/kill-$i-next.log" | head -2 | tr '\n' ' ')"
+    KILL_T_NEXT=$(kill_now_ms)
     declare -A serial=()
     while read -r c _ s; do serial[$c]=$s; done < <(kill_store)
     while read -r h a r c d w; do
         s=$(served_serial_is "$a" "$d" "${serial[$c]:-none}")
-        [ "$s" = "${serial[$c]:-none}" ] || kill_fail serial "$h $d: served ${s:-nothing}, store has ${serial[$c]:-nothing}"
+        [ "$s" = "${serial[$c]:-none}" ] ||
+            kill_fail serial "$h $d: served ${s:-nothing}, store has ${serial[$c]:-nothing} ($(kill_links "$r" "$c"))"
     done <"$FDIR/kill-map"
 
     v1=$(kill_store | awk '{s += $2} END {print s + 0}')
@@ -161,7 +174,9 @@ kill_trial() {
         awk '{n[$1]++; t[$1] = t[$1] " " $2} END {for (h in n) printf "%s: %d left (%s ); ", h, n[h], t[h]}')
     [ -n "$left" ] && kill_fail tokens "${left%; }"
 
-    line="kill $i seed=$KILL_SEED run=${KILL_RUN_MS}ms delay=${KILL_DELAY_MS}ms $KILL_KILLED orders=$KILL_ORDERS new_versions=$KILL_NEW_VERSIONS extra=$KILL_EXTRA:"
+    KILL_T_END=$(kill_now_ms)
+    KILL_TIMES="check $((KILL_T_CHECK - t0 - KILL_DELAY_MS))ms next-apply $((KILL_T_NEXT - KILL_T_CHECK))ms after $((KILL_T_END - KILL_T_NEXT))ms"
+    line="kill $i seed=$KILL_SEED run=${KILL_RUN_MS}ms delay=${KILL_DELAY_MS}ms $KILL_KILLED orders=$KILL_ORDERS new_versions=$KILL_NEW_VERSIONS extra=$KILL_EXTRA ($KILL_TIMES):"
     if [ ${#KILL_FAILS[@]} = 0 ]; then
         echo "# $line ok"
         return 0

@@ -9,9 +9,10 @@
 # Replay: KILL_SEED=<seed> KILL_RUN_MS=<ms> (both printed); KILL_TRIALS=N.
 source "$(dirname "$0")/../lib.sh"
 source "$(dirname "$0")/../kill_lib.sh"
+T0=$(date +%s)
 fleet_up kill --hosts 3 --shared --subnet 127.0.80 --port-base 14800
 
-if kill_setup; then ok "setup: the first apply converges and a forced run completes (${KILL_RUN_MS} ms)"; else not_ok "setup"; finish; fi
+if kill_setup; then ok "setup: the first apply converges and a forced run completes (${KILL_RUN_MS} ms; fleet up and setup in $(($(date +%s) - T0)) s)"; else not_ok "setup"; finish; fi
 kill_seed "${KILL_SEED:-}"
 TRIALS=${KILL_TRIALS:-20}
 echo "# seed $KILL_SEED, $TRIALS kills at random moments in 0..$KILL_RUN_MS ms"
@@ -29,5 +30,5 @@ for i in $(seq 1 "$TRIALS"); do
 done
 summary=
 for k in $KILL_KINDS; do summary+=" $k=${failed_trials[$k]:-0}"; done
-echo "# seed $KILL_SEED run ${KILL_RUN_MS}ms: trials failing per check (of $TRIALS):$summary"
+echo "# seed $KILL_SEED run ${KILL_RUN_MS}ms: trials failing per check (of $TRIALS):$summary; $(($(date +%s) - T0)) s in all"
 finish
