@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/kill_lib.sh - one crash-safety trial: SIGKILL a forced
 # `certfleet apply` at a random moment, then check what a user would see.
 # Sourced by tests/integration/80_kill.sh (20 trials, TAP) and bench/kill
