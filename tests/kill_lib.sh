@@ -11,7 +11,11 @@
 #   kill_trial I           one trial; fills KILL_FAILS (kind -> detail), sets
 #                          KILL_DELAY_MS, KILL_KILLED, KILL_ORDERS,
 #                          KILL_NEW_VERSIONS, KILL_EXTRA; prints one summary
-#                          line; returns 1 when any check failed
+#                          line; returns 1 when any check failed.  A trial
+#                          that left a host serving the wrong certificate
+#                          ends with a forced run to completion (kill_repair)
+#                          so the next trial counts only its own failures
+#   kill_details           the last trial's failures, "#   kind: detail" lines
 #
 # The kinds of failure, in the order they are checked:
 #   nginx-t    after the kill, a host's `nginx -t` fails
@@ -121,6 +125,27 @@ kill_tls_problem() {
     echo "served ${served:-no certificate}(${why:-no handshake})"
 }
 
+# kill_repair I: a forced run to completion; 0 when it exits 0 and every
+# host x domain then serves the store's serial
+kill_repair() {
+    local h a r c d w s
+    "$CERTFLEET" apply "${KILL_ARGS[@]}" --force-renewal >"$FDIR/kill-$1-repair.log" 2>&1 || return 1
+    declare -A serial=()
+    while read -r c _ s; do serial[$c]=$s; done < <(kill_store)
+    while read -r h a r c d w; do
+        [ "$(served_serial_is "$a" "$d" "${serial[$c]:-none}")" = "${serial[$c]:-none}" ] || return 1
+    done <"$FDIR/kill-map"
+}
+
+# kill_details: the failed checks of the last trial, one "#   kind: detail" line each
+kill_details() {
+    local k
+    for k in $KILL_KINDS; do
+        [ -n "${KILL_FAILS[$k]:-}" ] && printf '%s\n' "${KILL_FAILS[$k]//; /$'\n'}" | sed "s/^/#   $k: /"
+    done
+    return 0
+}
+
 kill_trial() {
     local t0 i=$1 pid o0 v0 v1 line h a r c d w s problem left out
     KILL_FAILS=()
@@ -177,7 +202,16 @@ kill_trial() {
 
     KILL_T_END=$(kill_now_ms)
     KILL_TIMES="check $((KILL_T_CHECK - t0 - KILL_DELAY_MS))ms next-apply $((KILL_T_NEXT - KILL_T_CHECK))ms after $((KILL_T_END - KILL_T_NEXT))ms"
-    line="kill $i seed=$KILL_SEED run=${KILL_RUN_MS}ms delay=${KILL_DELAY_MS}ms $KILL_KILLED orders=$KILL_ORDERS new_versions=$KILL_NEW_VERSIONS extra=$KILL_EXTRA ($KILL_TIMES):"
+    # a host left serving the wrong certificate stays so (a plain apply
+    # believes it converged): a completed forced run repairs it, so the
+    # next trial starts clean and counts only its own failures
+    KILL_REPAIRED=
+    if [ -n "${KILL_FAILS[serial]:-}${KILL_FAILS[nginx-t]:-}${KILL_FAILS[apply-rc]:-}" ]; then
+        KILL_REPAIRED=" repaired-by-forced-run"
+        kill_repair "$i" || KILL_REPAIRED=" NOT-repaired-by-forced-run"
+    fi
+
+    line="kill $i seed=$KILL_SEED run=${KILL_RUN_MS}ms delay=${KILL_DELAY_MS}ms $KILL_KILLED orders=$KILL_ORDERS new_versions=$KILL_NEW_VERSIONS extra=$KILL_EXTRA ($KILL_TIMES)$KILL_REPAIRED:"
     if [ ${#KILL_FAILS[@]} = 0 ]; then
         echo "# $line ok"
         return 0
