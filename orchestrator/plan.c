@@ -5,6 +5,7 @@
 #include "plan.h"
 #include "probe.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 enum cf_plan_push cf_plan_push_target(const struct cf_plan_host *h, const char *serial,
@@ -13,7 +14,7 @@ enum cf_plan_push cf_plan_push_target(const struct cf_plan_host *h, const char *
     if (!h->ready)
         return CF_PLAN_PUSH_SKIP;
     if (h->live_serial && cf_probe_serial_eq(h->live_serial, serial))
-        return h->serves_other ? CF_PLAN_PUSH_NEEDED : CF_PLAN_PUSH_CURRENT;
+        return h->serves_other || h->links_mixed ? CF_PLAN_PUSH_NEEDED : CF_PLAN_PUSH_CURRENT;
     if (h->live_serial && !h->live_placeholder && !force_push && h->live_not_before > not_before)
         return CF_PLAN_PUSH_DOWNGRADE;
     return CF_PLAN_PUSH_NEEDED;
@@ -54,4 +55,27 @@ size_t cf_plan_rollback(const char *const prev[CF_PLAN_LIVE_FILES],
     for (int i = 0; i < CF_PLAN_LIVE_FILES; i++)
         out[i] = (struct cf_plan_link){i, prev[i]};
     return CF_PLAN_LIVE_FILES;
+}
+
+int cf_plan_links_version(const char *const targets[CF_PLAN_LIVE_FILES])
+{
+    static const char *const kinds[CF_PLAN_LIVE_FILES] = {"cert", "chain", "fullchain", "privkey"};
+    int version = -1;
+    for (int i = 0; i < CF_PLAN_LIVE_FILES; i++) {
+        if (!targets[i])
+            return -1;
+        const char *base = strrchr(targets[i], '/');
+        base = base ? base + 1 : targets[i];
+        size_t kl = strlen(kinds[i]);
+        if (strncmp(base, kinds[i], kl) != 0)
+            return -1;
+        char *end = NULL;
+        long n = strtol(base + kl, &end, 10);
+        if (end == base + kl || strcmp(end, ".pem") != 0 || n < 0 || n > 1000000)
+            return -1;
+        if (version >= 0 && n != version)
+            return -1;
+        version = (int)n;
+    }
+    return version;
 }

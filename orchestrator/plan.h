@@ -30,14 +30,16 @@ struct cf_plan_host {
     int64_t live_not_before; /* notBefore of that certificate */
     int live_placeholder;    /* the live certificate is our placeholder */
     int serves_other;        /* a TLS probe saw a serial other than the live one */
+    int links_mixed;         /* the live links do not all name one version */
 };
 
 /* What to do for one host, given the store's current version (serial and
  * notBefore).  A push never replaces a certificate with an older one for
  * the same names (two stores pushing over each other) unless force_push;
  * a placeholder is always replaced.  A host whose files are current but
- * that serves something else (never reloaded, nginx stopped) is pushed
- * again, which re-runs the test and the reload. */
+ * that serves something else (never reloaded, nginx stopped), or whose
+ * live links name different versions (a run killed between two link
+ * swaps), is pushed again, which re-runs the test and the reload. */
 enum cf_plan_push cf_plan_push_target(const struct cf_plan_host *h, const char *serial,
                                       int64_t not_before, int force_push);
 
@@ -88,5 +90,10 @@ struct cf_plan_link {
  * config that refers to missing files). */
 size_t cf_plan_rollback(const char *const prev[CF_PLAN_LIVE_FILES],
                         struct cf_plan_link out[CF_PLAN_LIVE_FILES]);
+
+/* The version the live links name ("../../archive/<cert>/<kind>N.pem",
+ * relative or absolute): N when all CF_PLAN_LIVE_FILES links exist and
+ * name the same N, -1 when they are missing or mixed. */
+int cf_plan_links_version(const char *const targets[CF_PLAN_LIVE_FILES]);
 
 #endif

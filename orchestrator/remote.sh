@@ -31,7 +31,14 @@ if [ "$dlen" -gt 0 ]; then
   trap "rm -rf -- \"\$T\"" EXIT
   trap "exit 98" HUP INT TERM PIPE
   cat >"$T/data" || exit 97
+  # a controller killed while sending leaves the data short: run nothing
+  [ "$(wc -c <"$T/data")" -eq "$dlen" ] || exit 97
 fi
+# From here the batch runs to its end even when the controller has gone
+# (killed, or its connection lost): a write to the closed channel fails
+# quietly instead of killing the script between two link swaps, so the
+# live links never name two versions.
+trap "" HUP PIPE
 reads=
 skip=0
 o=
@@ -83,7 +90,9 @@ while IFS="$TAB" read -r k i p a b c d e; do
   D) err=$( { if [ -d "$p" ] && [ ! -L "$p" ]; then rmdir -- "$p"; else rm -f -- "$p"; fi; } 2>&1 ); rc=$?
      result "$i" "$rc" "$err" ;;
   X) cmd=$(dd if="$T/data" bs=65536 iflag=skip_bytes,count_bytes skip="$a" count="$b" status=none)
-     sh -c "$cmd" </dev/null >"$T/o" 2>"$T/e" 3>&-; rc=$?
+     # the command gets the default HUP and PIPE (a daemon it starts must not
+     # inherit them ignored)
+     (trap - HUP PIPE; exec sh -c "$cmd") </dev/null >"$T/o" 2>"$T/e" 3>&-; rc=$?
      printf "X\t%s\t%s\t" "$i" "$rc"; base64 -w0 "$T/o"; printf "\t"; base64 -w0 "$T/e"; printf "\0"
      [ "$rc" -eq 0 ] || [ "$p" != 1 ] || skip=1 ;;
   *) printf "P\t%s\0" "$i" ;;

@@ -401,8 +401,10 @@ void pl_push_plan(struct rcert *c)
             continue;
         int other = hc->probed &&
                     (hc->served_error || !cf_probe_serial_eq(hc->served_serial, hc->live_serial));
-        struct cf_plan_host ph = {pl_host_ready(h), hc->live_serial, hc->live_not_before,
-                                  hc->live_placeholder, other};
+        int mixed =
+            hc->live_serial && cf_plan_links_version((const char *const *)hc->prev_target) < 0;
+        struct cf_plan_host ph = {pl_host_ready(h),     hc->live_serial, hc->live_not_before,
+                                  hc->live_placeholder, other,           mixed};
         enum cf_plan_push what =
             cf_plan_push_target(&ph, serial, c->cur.info.not_before, r->o->force_push);
         if (what == CF_PLAN_PUSH_SKIP)
@@ -438,7 +440,13 @@ void pl_push_plan(struct rcert *c)
             cf_report_task(pl_hrep(h), "push", task, CF_TASK_CHANGED, msg, NULL, 0);
             free(msg);
         } else {
-            if (other && hc->live_serial && cf_probe_serial_eq(hc->live_serial, serial))
+            if (mixed)
+                cf_report_note(r->report,
+                               "host '%s': the live links of certificate '%s' name different "
+                               "versions (a run was interrupted between two swaps): pushed "
+                               "version %d again",
+                               h->cfg->name, c->fc->cert_name, c->cur.version);
+            else if (other && hc->live_serial && cf_probe_serial_eq(hc->live_serial, serial))
                 cf_report_note(r->report,
                                "host '%s' had certificate '%s' version %d on disk but served %s%s: "
                                "pushed again, tested and reloaded",

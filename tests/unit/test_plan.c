@@ -23,17 +23,18 @@ static void test_push_targets(void **state)
         int force;
         enum cf_plan_push want;
     } cases[] = {
-        {"unprepared host", {0, NULL, 0, 0, 0}, 0, CF_PLAN_PUSH_SKIP},
-        {"unprepared host with an old version", {0, "01", nb - DAY, 0, 0}, 0, CF_PLAN_PUSH_SKIP},
-        {"nothing live", {1, NULL, 0, 0, 0}, 0, CF_PLAN_PUSH_NEEDED},
-        {"current version", {1, "0abc", nb, 0, 0}, 0, CF_PLAN_PUSH_CURRENT},
-        {"current, other case and zeros", {1, "000ABC", nb, 0, 0}, 0, CF_PLAN_PUSH_CURRENT},
-        {"current files, other served", {1, "abc", nb, 0, 1}, 0, CF_PLAN_PUSH_NEEDED},
-        {"older version", {1, "01", nb - 30 * DAY, 0, 0}, 0, CF_PLAN_PUSH_NEEDED},
-        {"placeholder", {1, "77", nb + DAY, 1, 0}, 0, CF_PLAN_PUSH_NEEDED},
-        {"newer certificate: downgrade", {1, "02", nb + DAY, 0, 0}, 0, CF_PLAN_PUSH_DOWNGRADE},
-        {"newer certificate, --force-push", {1, "02", nb + DAY, 0, 0}, 1, CF_PLAN_PUSH_NEEDED},
-        {"same notBefore, other serial", {1, "02", nb, 0, 0}, 0, CF_PLAN_PUSH_NEEDED},
+        {"unprepared host", {0, NULL, 0, 0, 0, 0}, 0, CF_PLAN_PUSH_SKIP},
+        {"unprepared host with an old version", {0, "01", nb - DAY, 0, 0, 0}, 0, CF_PLAN_PUSH_SKIP},
+        {"nothing live", {1, NULL, 0, 0, 0, 0}, 0, CF_PLAN_PUSH_NEEDED},
+        {"current version", {1, "0abc", nb, 0, 0, 0}, 0, CF_PLAN_PUSH_CURRENT},
+        {"current, other case and zeros", {1, "000ABC", nb, 0, 0, 0}, 0, CF_PLAN_PUSH_CURRENT},
+        {"current files, other served", {1, "abc", nb, 0, 1, 0}, 0, CF_PLAN_PUSH_NEEDED},
+        {"older version", {1, "01", nb - 30 * DAY, 0, 0, 0}, 0, CF_PLAN_PUSH_NEEDED},
+        {"placeholder", {1, "77", nb + DAY, 1, 0, 0}, 0, CF_PLAN_PUSH_NEEDED},
+        {"newer certificate: downgrade", {1, "02", nb + DAY, 0, 0, 0}, 0, CF_PLAN_PUSH_DOWNGRADE},
+        {"newer certificate, --force-push", {1, "02", nb + DAY, 0, 0, 0}, 1, CF_PLAN_PUSH_NEEDED},
+        {"current serial, mixed links", {1, "abc", nb, 0, 0, 1}, 0, CF_PLAN_PUSH_NEEDED},
+        {"same notBefore, other serial", {1, "02", nb, 0, 0, 0}, 0, CF_PLAN_PUSH_NEEDED},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         enum cf_plan_push got = cf_plan_push_target(&cases[i].h, "abc", nb, cases[i].force);
@@ -152,13 +153,55 @@ static void test_rollback(void **state)
     }
 }
 
+static void test_links_version(void **state)
+{
+    static const struct {
+        const char *what;
+        const char *t[CF_PLAN_LIVE_FILES];
+        int want;
+    } cases[] = {
+        {"one version",
+         {"../../archive/a/cert3.pem", "../../archive/a/chain3.pem",
+          "../../archive/a/fullchain3.pem", "../../archive/a/privkey3.pem"},
+         3},
+        {"placeholder",
+         {"../../archive/a/cert0.pem", "../../archive/a/chain0.pem",
+          "../../archive/a/fullchain0.pem", "../../archive/a/privkey0.pem"},
+         0},
+        {"absolute targets",
+         {"/etc/letsencrypt/archive/a/cert12.pem", "/etc/letsencrypt/archive/a/chain12.pem",
+          "/etc/letsencrypt/archive/a/fullchain12.pem", "/etc/letsencrypt/archive/a/privkey12.pem"},
+         12},
+        {"killed between two swaps",
+         {"../../archive/a/cert6.pem", "../../archive/a/chain6.pem",
+          "../../archive/a/fullchain5.pem", "../../archive/a/privkey5.pem"},
+         -1},
+        {"a link missing",
+         {"../../archive/a/cert6.pem", NULL, "../../archive/a/fullchain6.pem",
+          "../../archive/a/privkey6.pem"},
+         -1},
+        {"kinds in the wrong place",
+         {"../../archive/a/chain6.pem", "../../archive/a/cert6.pem",
+          "../../archive/a/fullchain6.pem", "../../archive/a/privkey6.pem"},
+         -1},
+        {"not a version",
+         {"../../archive/a/cert.pem", "../../archive/a/chain.pem", "../../archive/a/fullchain.pem",
+          "../../archive/a/privkey.pem"},
+         -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = cf_plan_links_version(cases[i].t);
+        if (got != cases[i].want)
+            fail_msg("%s: got %d, want %d", cases[i].what, got, cases[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_push_targets),
-        cmocka_unit_test(test_rollout),
-        cmocka_unit_test(test_key_choice),
-        cmocka_unit_test(test_rollback),
+        cmocka_unit_test(test_push_targets),  cmocka_unit_test(test_rollout),
+        cmocka_unit_test(test_key_choice),    cmocka_unit_test(test_rollback),
+        cmocka_unit_test(test_links_version),
     };
     return cmocka_run_group_tests_name("plan", tests, NULL, NULL);
 }
