@@ -58,6 +58,12 @@ int cf_ssh_exec(cf_ssh *s, const char *command, const void *in, size_t in_len, c
  * changed: SHA256:... ; remove the old entry from ~/.ssh/known_hosts". "" when none. */
 const char *cf_ssh_error(const cf_ssh *s);
 
+/* 0 while the session can run commands; once a transport failure (connect
+ * failure, timeout, broken connection) has ended it, the CF_E* code of that
+ * failure, with cf_ssh_error() saying why.  A command's own exit status or
+ * cut output never counts as a failure of the session. */
+int cf_ssh_failed(const cf_ssh *s);
+
 /* The configuration name of this session. */
 const char *cf_ssh_name(const cf_ssh *s);
 
