@@ -1390,6 +1390,15 @@ const char *cf_ssh_error(const cf_ssh *s)
     return s ? s->errmsg : "";
 }
 
+int cf_ssh_failed(const cf_ssh *s)
+{
+    if (!s)
+        return CF_EINVAL;
+    if (s->state != S_FAILED)
+        return 0;
+    return s->fail_code ? s->fail_code : CF_EPROTO;
+}
+
 const char *cf_ssh_name(const cf_ssh *s)
 {
     return s ? s->name : "";

@@ -68,6 +68,12 @@ int cf_ssh_exec(cf_ssh *s, const char *command, const void *in, size_t in_len, c
  * cf_ssh_close() on s (copy it to keep it longer).  "" for NULL. */
 const char *cf_ssh_error(const cf_ssh *s);
 
+/* 0 while the session can run commands; once a transport failure (connect
+ * failure, timeout, broken connection) has ended it, the CF_E* code of that
+ * failure, with cf_ssh_error() saying why.  A command's own exit status or
+ * cut output never counts as a failure of the session. */
+int cf_ssh_failed(const cf_ssh *s);
+
 /* The configuration name of this session.  Owned by the session, valid
  * until cf_ssh_close(); "" for NULL. */
 const char *cf_ssh_name(const cf_ssh *s);
