@@ -36,6 +36,8 @@ const char *cf_renew_decision_name(enum cf_renew_decision d)
         return "renew-forced";
     case CF_RENEW_REFUSED_RATELIMIT:
         return "refused-ratelimit";
+    case CF_RENEW_RESUME_ORDER:
+        return "resume-order";
     }
     return "unknown";
 }
@@ -211,6 +213,15 @@ enum cf_renew_decision cf_renew_decide(const struct cf_renew_input *in, struct c
 {
     memset(out, 0, sizeof *out);
     enum cf_renew_decision d = decide(in, out);
+    if (d == CF_RENEW_NONE && in->interrupted_order) {
+        char was[sizeof out->reason];
+        snprintf(was, sizeof was, "%s", out->reason);
+        snprintf(out->reason, sizeof out->reason,
+                 "an interrupted run left its order at the CA: finishing it (%.400s)", was);
+        out->decision = out->wanted = CF_RENEW_RESUME_ORDER;
+        out->renew_at = 0;
+        return out->decision;
+    }
     if (!cf_renew_issues(d) || d == CF_RENEW_RENEW_FORCED)
         return d;
     int limit = in->dup_limit > 0 ? in->dup_limit : DEFAULT_DUP_LIMIT;

@@ -22,6 +22,7 @@ enum cf_renew_decision {
     CF_RENEW_RENEW_ARI,         /* the ACME server's renewal window says so */
     CF_RENEW_RENEW_FORCED,      /* --force-renewal */
     CF_RENEW_REFUSED_RATELIMIT, /* would exceed the duplicate certificate limit */
+    CF_RENEW_RESUME_ORDER,      /* an interrupted run's order is still at the CA */
 };
 
 struct cf_renew_input {
@@ -38,6 +39,10 @@ struct cf_renew_input {
     int dup_count;              /* cf_db_duplicate_check for the wanted set */
     int64_t dup_next_allowed;
     int dup_limit; /* 0 = CF_DUP_LIMIT (5) */
+    /* an order of an interrupted run is in the journal: when nothing else
+     * is due, finish it (the CA may have issued already) rather than
+     * waste it; it places no new order, so no duplicate limit applies */
+    int interrupted_order;
 };
 
 struct cf_renew_result {
@@ -59,7 +64,7 @@ enum cf_renew_decision cf_renew_decide(const struct cf_renew_input *in,
 
 /* A stable lowercase name for JSON and logs: "none", "issue-missing",
  * "reissue-domains", "reissue-keytype", "renew-expiry", "renew-ari",
- * "renew-forced", "refused-ratelimit". */
+ * "renew-forced", "refused-ratelimit", "resume-order". */
 const char *cf_renew_decision_name(enum cf_renew_decision d);
 
 /* 1 when the decision means an ACME order should be placed. */

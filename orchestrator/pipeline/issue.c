@@ -370,6 +370,25 @@ static void order_start(struct rcert *c)
     }
 }
 
+/* Has a killed run left an order of this certificate at this CA (with a
+ * URL, so the CA knows it)? */
+static int journal_has_order(struct rcert *c)
+{
+    struct run *r = c->run;
+    struct cf_journal_order jo;
+    char err[CF_ERRLEN];
+    const struct cf_host_config *hc0 = c->fc->hosts[0];
+    const char *url = c->acme_url     ? c->acme_url
+                      : r->o->server  ? r->o->server
+                      : r->o->staging ? LE_STAGING
+                                      : hc0->acme_server;
+    if (cf_journal_order_get(r->o->state_dir, c->fc->cert_name, &jo, err) != 0)
+        return 0;
+    int has = jo.order_url && url && !strcmp(jo.directory_url, url);
+    cf_journal_order_release(&jo);
+    return has;
+}
+
 static void cert_decide(struct rcert *c, int has_ari, int64_t ari_start, int64_t ari_end)
 {
     struct run *r = c->run;
@@ -394,6 +413,7 @@ static void cert_decide(struct rcert *c, int has_ari, int64_t ari_start, int64_t
         .now = cf_now_ms() / 1000,
         .dup_count = dup_count,
         .dup_next_allowed = dup_next,
+        .interrupted_order = journal_has_order(c),
     };
     struct cf_renew_result out;
     cf_renew_decide(&in, &out);

@@ -241,6 +241,35 @@ static void test_names(void **state)
     assert_string_equal(cf_renew_decision_name(CF_RENEW_REFUSED_RATELIMIT), "refused-ratelimit");
 }
 
+/* A journaled order of a killed run is finished when nothing else is due,
+ * and never refused by the duplicate limit (it places no new order). */
+static void test_interrupted_order(void **state)
+{
+    int64_t now = at(2026, 12, 1, 12);
+    struct cf_cert_info ci = cur_cert(now + 60 * DAY);
+    struct cf_renew_input in = {.cur = &ci,
+                                .domains = (const char *const *)names_ab,
+                                .n_domains = 2,
+                                .key_type = "ecdsa-256",
+                                .renewal_days = 30,
+                                .now = now,
+                                .interrupted_order = 1,
+                                .dup_count = 9};
+    struct cf_renew_result out;
+    assert_int_equal(cf_renew_decide(&in, &out), CF_RENEW_RESUME_ORDER);
+    assert_string_equal(cf_renew_decision_name(out.decision), "resume-order");
+    assert_true(cf_renew_issues(out.decision));
+    assert_non_null(strstr(out.reason, "interrupted run"));
+    /* due anyway: the ordinary decision stands (the order is resumed all the same) */
+    ci.not_after = now + 10 * DAY;
+    in.dup_count = 0;
+    assert_int_equal(cf_renew_decide(&in, &out), CF_RENEW_RENEW_EXPIRY);
+    /* without a journaled order nothing is due */
+    ci.not_after = now + 60 * DAY;
+    in.interrupted_order = 0;
+    assert_int_equal(cf_renew_decide(&in, &out), CF_RENEW_NONE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -253,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_ari),
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_interrupted_order),
     };
     return cmocka_run_group_tests_name("renew", tests, NULL, NULL);
 }
