@@ -163,7 +163,7 @@ like "created() gave the order URL before the kill" "$url1" "^https://127.0.0.1:
 mkdir -p "$T/o12"
 run CF_ACME_DOMAINS=r1.fleet.test CF_ACME_KEYFILE="$KEY12" CF_ACME_RESUME="$url1" CF_ACME_OUT="$T/o12"
 like "resumed ready order issues" "$OUT" "^order 0 ok"
-is "certificate comes from the resumed order" "$(line "order 0 url")" "$url1"
+is "certificate comes from the resumed order" "$(line "order-url 0")" "$url1"
 is "created() reports the resumed order" "$(line "created 0")" "$url1"
 like "resumed ready order: nothing presented again" "$OUT" "presented=0 cleaned=0"
 # pebble makes a new root at every restart
@@ -176,15 +176,19 @@ url2=$(line "created 0")
 is "run killed while presenting" "$RC/$(line crashing)" "137/in present"
 run CF_ACME_DOMAINS=r2.fleet.test CF_ACME_KEYFILE="$KEY12B" CF_ACME_RESUME="$url2"
 like "resumed pending order issues" "$OUT" "^order 0 ok"
-is "pending order resumed, not replaced" "$(line "order 0 url")" "$url2"
+is "pending order resumed, not replaced" "$(line "order-url 0")" "$url2"
 like "resumed pending order: challenge presented and cleaned" "$OUT" "presented=1 cleaned=1"
 mkdir -p "$T/o12v"
 run CF_ACME_DOMAINS=r1.fleet.test CF_ACME_KEYFILE="$KEY12" CF_ACME_RESUME="$url1" CF_ACME_OUT="$T/o12v"
 like "resumed valid order downloads" "$OUT" "^order 0 ok"
 check "valid order: the same certificate again, not a new one" cmp -s "$T/o12/0.cert.pem" "$T/o12v/0.cert.pem"
-run CF_ACME_DOMAINS=r1.fleet.test CF_ACME_KEYFILE="$KEY12" CF_ACME_RESUME="$url1" CF_ACME_STATE="$T/state-other"
+run CF_ACME_DOMAINS=r1.fleet.test CF_ACME_KEYFILE="$KEY12" CF_ACME_RESUME="$url1" CF_ACME_STATE="$T/state-other" \
+    CF_ACME_VERBOSE=2
 like "another account's order: a new order issues" "$OUT" "^order 0 ok"
-url3=$(line "order 0 url")
+like "another account's order: a debug line says why" "$(cat "$T/drv.err")" "not resuming order '$url1'"
+grep -o "not resuming order.*" "$T/drv.err" | sed 's/^/# pebble: /'
+
+url3=$(line "order-url 0")
 like "another account's order: created() reports the new order" "$(line "created 0")" "^https://127.0.0.1:$ACME_PORT/"
 is "another account's order is not used" "$([ -n "$url3" ] && [ "$url3" != "$url1" ] && echo new)" new
 
@@ -210,13 +214,17 @@ issue resume-valid CF_ACME_RESUME="$FAKE/resume-valid/order/1"
 like "resume-valid: certificate downloaded" "$OUT" "^order 0 ok $FAKE/resume-valid/cert/1"
 is "resume-valid: no newOrder" "$(calls resume-valid newOrder)" 0
 is "resume-valid: one download" "$(calls resume-valid cert)" 1
-issue resume-gone CF_ACME_RESUME="$FAKE/resume-gone/order/7"
+issue resume-gone CF_ACME_RESUME="$FAKE/resume-gone/order/7" CF_ACME_VERBOSE=2
 like "resume-gone (404): a new order issues" "$OUT" "^order 0 ok"
+like "resume-gone: a debug line says why no resume" "$(cat "$T/drv.err")" \
+    "not resuming order '$FAKE/resume-gone/order/7' for 'h1.fleet.test': acme: urn:ietf:params:acme:error:malformed for 'h1.fleet.test': No order for ID 7; placing a new order"
 is "resume-gone: created() reports the new order" "$(line "created 0")" "$FAKE/resume-gone/order/1"
 is "resume-gone: the old order was asked once, then one newOrder" \
     "$(calls resume-gone order/7)/$(calls resume-gone newOrder)" 1/1
-issue resume-other CF_ACME_RESUME="$FAKE/resume-other/order/old"
+issue resume-other CF_ACME_RESUME="$FAKE/resume-other/order/old" CF_ACME_VERBOSE=2
 like "resume-other (other names): a new order issues" "$OUT" "^order 0 ok"
+like "resume-other: a debug line says why no resume" "$(cat "$T/drv.err")" \
+    "not resuming order .*: the order is for other identifiers than requested"
 is "resume-other: one newOrder" "$(calls resume-other newOrder)" 1
 t0=$(date +%s)
 issue flaky
@@ -233,5 +241,5 @@ issue dl500
 like "dl500: fails naming the URL, the status and the attempts" "$OUT" \
     "order 0 failed \(acme server error\): acme: certificate download for 'h1.fleet.test': HTTP 500 from '$FAKE/dl500/cert/1' after 5 attempts: urn:ietf:params:acme:error:serverInternal"
 is "dl500: download tried 5 times" "$(calls dl500 cert)" 5
-is "dl500: the failed result still names the order" "$(line "order 0 url")" "$FAKE/dl500/order/1"
+is "dl500: the failed result still names the order" "$(line "order-url 0")" "$FAKE/dl500/order/1"
 finish

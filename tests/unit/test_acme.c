@@ -16,7 +16,7 @@
  *   CF_ACME_CRASH      present|cleanup: SIGKILL itself in that solver call, as a
  *                      crashed run would stop (before finalize either way)
  * It prints one line per order ("order N ok" / "order N failed: ..."),
- * "created N URL" when created() reports the order URL, "order N url URL"
+ * "created N URL" when created() reports the order URL, "order-url N URL"
  * with the result's order URL, "presented=P cleaned=C", and exits 0 when
  * the loop closed clean.
  */
@@ -501,7 +501,7 @@ static void on_order(int status, struct cf_acme_order_result *res, void *arg)
             save(d->out, oc->n, "chain.pem", res->chain_pem);
         }
     }
-    printf("order %d url %s\n", oc->n, res->order_url ? res->order_url : "(none)");
+    printf("order-url %d %s\n", oc->n, res->order_url ? res->order_url : "(none)");
     fflush(stdout);
     free(oc);
     maybe_shutdown(d);
