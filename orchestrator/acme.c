@@ -5,8 +5,10 @@
  *   - requests: one struct acme_req per logical request; signs with a
  *     nonce from the shared pool (HEAD newNonce when empty), keeps the
  *     nonce of every response, retries badNonce with a fresh nonce
- *     (bounded) and 429/503 after Retry-After (bounded), then hands the
- *     raw response to the step that asked;
+ *     (bounded), transient failures (5xx, transport) of the requests
+ *     that ask for it with backoff (bounded), and 429/503 after
+ *     Retry-After (bounded), then hands the raw response to the step
+ *     that asked;
  *   - readiness: the directory and the account are fetched once and
  *     shared; operations wait in a queue until they are ready;
  *   - orders: one struct order, its authorizations each a small state
@@ -190,6 +192,92 @@ int64_t cf_acme_poll_delay_ms(int attempt, int64_t retry_after_ms)
     if (retry_after_ms > d)
         d = retry_after_ms;
     return d > 60000 ? 60000 : d;
+}
+
+int cf_acme_transient(int status, long http_status)
+{
+    if (status == CF_ETIMEDOUT || status == CF_ECONNECT)
+        return 1;
+    /* RFC 8555 §6.7 leaves 5xx to HTTP: 500 serverInternal, and the
+     * 502/503/504 a load balancer in front of the CA answers with */
+    return status == 0 &&
+           (http_status == 500 || http_status == 502 || http_status == 503 || http_status == 504);
+}
+
+int64_t cf_acme_retry_delay_ms(int attempt, int64_t retry_after_ms)
+{
+    int64_t d = 1000;
+    for (int i = 1; i < attempt && d < 60000; i++)
+        d *= 2;
+    if (retry_after_ms > d)
+        d = retry_after_ms;
+    return d > 60000 ? 60000 : d;
+}
+
+/* 1 when the order's identifiers are exactly the dns names in domains. */
+static int identifiers_match(const json_t *ids, const char *const *domains, size_t n)
+{
+    if (!json_is_array(ids) || json_array_size(ids) != n)
+        return 0;
+    size_t i;
+    const json_t *id;
+    json_array_foreach(ids, i, id)
+    {
+        const char *t = jstr(id, "type"), *v = jstr(id, "value");
+        if (!t || !v || strcmp(t, "dns") != 0)
+            return 0;
+        size_t k = 0;
+        while (k < n && strcasecmp(domains[k], v) != 0)
+            k++;
+        if (k == n)
+            return 0;
+    }
+    /* and the other way round, so a repeated identifier cannot hide a
+     * missing one */
+    for (size_t k = 0; k < n; k++) {
+        size_t hits = 0;
+        json_array_foreach(ids, i, id)
+        {
+            if (!strcasecmp(domains[k], jstr(id, "value")))
+                hits++;
+        }
+        if (hits == 0)
+            return 0;
+    }
+    return 1;
+}
+
+int cf_acme_resume_usable(const json_t *order, const char *const *domains, size_t n_domains,
+                          int64_t now, char *why)
+{
+    const char *st = jstr(order, "status"), *exp = jstr(order, "expires");
+    int64_t t;
+    if (!st) {
+        cf_errf(why, "the order has no status");
+        return 0;
+    }
+    if (!strcmp(st, "invalid")) {
+        cf_errf(why, "the order is invalid");
+        return 0;
+    }
+    if (strcmp(st, "pending") != 0 && strcmp(st, "ready") != 0 && strcmp(st, "processing") != 0 &&
+        strcmp(st, "valid") != 0) {
+        cf_errf(why, "the order has unknown status '%.40s'", st);
+        for (char *p = why; *p; p++) /* server text going to a log line */
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = ' ';
+        return 0;
+    }
+    /* RFC 8555 §7.1.3: after expires the server considers the order invalid */
+    if (exp && cf_acme_parse_time(exp, &t) == 0 && t <= now) {
+        cf_errf(why, "the order expired at %.40s", exp);
+        return 0;
+    }
+    if (!identifiers_match(json_object_get(order, "identifiers"), domains, n_domains)) {
+        cf_errf(why, "the order is for other identifiers than requested");
+        return 0;
+    }
+    return 1;
 }
 
 enum cf_acme_step cf_acme_next_step(const char *s, int authorized, int finalized)
@@ -455,6 +543,9 @@ struct acme_req {
     const char *accept;
     size_t max_body;
     int bad_nonce_tries, busy_tries;
+    int retry_transient; /* resend on 5xx / transport failure (idempotent enough) */
+    int transient_fails; /* attempts that failed that way so far */
+    int *attempts_out;   /* if set, the number of attempts made, set before cb */
     req_cb cb;
     void *ctx;
 };
@@ -464,6 +555,8 @@ static void req_send(struct acme_req *r);
 static void req_done(struct acme_req *r, int status, struct cf_http_response *resp, const char *err)
 {
     struct cf_acme *a = r->a;
+    if (r->attempts_out)
+        *r->attempts_out = r->transient_fails + 1;
     r->cb(r->ctx, status, resp, err);
     free(r->url);
     free(r->payload);
@@ -500,12 +593,62 @@ static void req_resend(void *ctx)
     req_send(ctx);
 }
 
+static int64_t retry_after_of(struct cf_http_response *resp)
+{
+    int64_t ms = 0;
+    const char *ra = cf_http_header(resp, "Retry-After", 0);
+    if (ra && cf_acme_parse_retry_after(ra, cf_now_ms(), &ms) != 0)
+        ms = 0;
+    return ms;
+}
+
+/* A transient failure of a request that may be resent: resend it after a
+ * backoff and return 1, or, once CF_ACME_TRANSIENT_TRIES attempts have
+ * failed, end it with an error naming the URL, the HTTP status and the
+ * attempts and return 1.  0 when the failure is not for this function. */
+static int req_transient(struct acme_req *r, int status, struct cf_http_response *resp)
+{
+    long http = status ? 0 : resp->status;
+    if (!r->retry_transient || !cf_acme_transient(status, http))
+        return 0;
+    r->transient_fails++;
+    if (r->transient_fails < CF_ACME_TRANSIENT_TRIES) {
+        int64_t ms = cf_acme_retry_delay_ms(r->transient_fails, status ? 0 : retry_after_of(resp));
+        if (status)
+            cf_info("acme: '%s' failed (%s), attempt %d of %d, retrying in %lld ms", r->url,
+                    resp->error, r->transient_fails, CF_ACME_TRANSIENT_TRIES, (long long)ms);
+        else
+            cf_info("acme: HTTP %ld from '%s', attempt %d of %d, retrying in %lld ms", http, r->url,
+                    r->transient_fails, CF_ACME_TRANSIENT_TRIES, (long long)ms);
+        delay_start(r->a, ms, req_resend, r);
+        return 1;
+    }
+    struct cf_buf b = CF_BUF_INIT;
+    if (status) {
+        cf_buf_printf(&b, "'%s' failed %d times, last: ", r->url, r->transient_fails);
+        put_clean(&b, resp->error, 200);
+        req_done(r, status, NULL, b.data);
+    } else {
+        cf_buf_printf(&b, "HTTP %ld from '%s' after %d attempts", http, r->url, r->transient_fails);
+        json_t *j = json_loadb(resp->body, resp->body_len, 0, NULL);
+        if (json_is_object(j) && jstr(j, "type")) {
+            cf_buf_puts(&b, ": ");
+            put_problem(&b, j, NULL);
+        }
+        json_decref(j);
+        req_done(r, CF_EACME, NULL, b.data);
+    }
+    cf_buf_release(&b);
+    return 1;
+}
+
 static void on_req_response(int status, struct cf_http_response *resp, void *arg)
 {
     struct acme_req *r = arg;
     struct cf_acme *a = r->a;
     if (status) {
-        req_done(r, status, NULL, resp->error);
+        if (!req_transient(r, status, resp))
+            req_done(r, status, NULL, resp->error);
         return;
     }
     nonce_take(a, resp);
@@ -516,6 +659,8 @@ static void on_req_response(int status, struct cf_http_response *resp, void *arg
         req_send(r);
         return;
     }
+    if (req_transient(r, 0, resp))
+        return;
     if ((resp->status == 429 || resp->status == 503) && r->busy_tries < ACME_BUSY_TRIES) {
         int64_t ms;
         const char *ra = cf_http_header(resp, "Retry-After", 0);
@@ -534,7 +679,8 @@ static void on_nonce(int status, struct cf_http_response *resp, void *arg)
 {
     struct acme_req *r = arg;
     if (status) {
-        req_done(r, status, NULL, resp->error);
+        if (!req_transient(r, status, resp))
+            req_done(r, status, NULL, resp->error);
         return;
     }
     nonce_take(r->a, resp);
@@ -601,21 +747,6 @@ static void req_send(struct acme_req *r)
     }
 }
 
-/* Start a request; cb runs exactly once (status 0 = a response of any
- * HTTP status).  payload is copied. */
-static void post(struct cf_acme *a, const char *url, const char *payload, req_cb cb, void *ctx)
-{
-    struct acme_req *r = cf_xcalloc(1, sizeof *r);
-    r->a = a;
-    r->url = cf_strdup(url);
-    r->payload = cf_strdup(payload);
-    r->is_signed = 1;
-    r->cb = cb;
-    r->ctx = ctx;
-    a->refs++;
-    req_send(r);
-}
-
 static struct acme_req *req_new(struct cf_acme *a, const char *url, req_cb cb, void *ctx)
 {
     struct acme_req *r = cf_xcalloc(1, sizeof *r);
@@ -625,6 +756,31 @@ static struct acme_req *req_new(struct cf_acme *a, const char *url, req_cb cb, v
     r->ctx = ctx;
     a->refs++;
     return r;
+}
+
+/* Start a signed request (payload NULL = POST-as-GET, copied otherwise);
+ * cb runs exactly once (status 0 = a response of any HTTP status).  With
+ * retry, transient failures are resent (see req_transient). */
+static void post_ex(struct cf_acme *a, const char *url, const char *payload, int retry,
+                    int *attempts_out, req_cb cb, void *ctx)
+{
+    struct acme_req *r = req_new(a, url, cb, ctx);
+    r->payload = cf_strdup(payload);
+    r->is_signed = 1;
+    r->retry_transient = retry;
+    r->attempts_out = attempts_out;
+    req_send(r);
+}
+
+static void post(struct cf_acme *a, const char *url, const char *payload, req_cb cb, void *ctx)
+{
+    post_ex(a, url, payload, 0, NULL, cb, ctx);
+}
+
+static void post_retry(struct cf_acme *a, const char *url, const char *payload, req_cb cb,
+                       void *ctx)
+{
+    post_ex(a, url, payload, 1, NULL, cb, ctx);
 }
 
 /* Interpret a response as a JSON object.  HTTP >= 400 becomes the problem
@@ -667,15 +823,6 @@ static int resp_json(struct cf_http_response *resp, const char *url, const char 
     }
     *out = j;
     return 0;
-}
-
-static int64_t retry_after_of(struct cf_http_response *resp)
-{
-    int64_t ms = 0;
-    const char *ra = cf_http_header(resp, "Retry-After", 0);
-    if (ra && cf_acme_parse_retry_after(ra, cf_now_ms(), &ms) != 0)
-        ms = 0;
-    return ms;
 }
 
 /* ---- directory and account, shared by every operation ---- */
@@ -1019,12 +1166,14 @@ struct order {
     struct cf_acme *a;
     char **domains;
     size_t n_domains;
-    char *challenge_type, *replaces, *preferred_chain;
+    char *challenge_type, *replaces, *preferred_chain, *resume_url;
     EVP_PKEY *cert_key;
     struct cf_acme_solver solver;
     cf_acme_order_cb cb;
+    void (*created)(void *arg, const char *order_url);
     void *arg;
     char *order_url, *finalize_url, *cert_url;
+    int finalize_attempts; /* of the last finalize request */
     struct authz *authz;
     size_t n_authz, authz_active;
     int authorized, finalized, polls;
@@ -1046,6 +1195,7 @@ static void order_free(struct order *o)
     free(o->challenge_type);
     free(o->replaces);
     free(o->preferred_chain);
+    free(o->resume_url);
     EVP_PKEY_free(o->cert_key);
     free(o->order_url);
     free(o->finalize_url);
@@ -1117,6 +1267,17 @@ static void order_fail(struct order *o, int status, char *msg)
 
 static void order_handle(struct order *o, json_t *obj, int64_t retry_after_ms);
 
+/* The order URL is known and will be kept: let the caller journal it
+ * before anything is presented or finalized. */
+static void order_created(struct order *o)
+{
+    if (o->created) {
+        void (*created)(void *, const char *) = o->created;
+        o->created = NULL; /* once */
+        created(o->arg, o->order_url);
+    }
+}
+
 static void on_order_object(void *ctx, int status, struct cf_http_response *resp, const char *err)
 {
     struct order *o = ctx;
@@ -1141,6 +1302,7 @@ static void on_order_object(void *ctx, int status, struct cf_http_response *resp
             return;
         }
         o->order_url = cf_strdup(loc);
+        order_created(o);
     }
     int64_t ra = retry_after_of(resp);
     order_handle(o, j, ra);
@@ -1154,7 +1316,7 @@ static void order_poll(void *ctx)
         order_fail(o, CF_ECANCELED, cf_strdup("acme: canceled"));
         return;
     }
-    post(o->a, o->order_url, NULL, on_order_object, o);
+    post_retry(o->a, o->order_url, NULL, on_order_object, o);
 }
 
 static void authz_fetch(void *ctx);
@@ -1489,7 +1651,7 @@ static void authz_fetch(void *ctx)
         authz_finish(z);
         return;
     }
-    post(z->o->a, z->url, NULL, on_authz, z);
+    post_retry(z->o->a, z->url, NULL, on_authz, z);
 }
 
 static void authz_poll_later(struct authz *z)
@@ -1504,6 +1666,22 @@ static void authz_poll_later(struct authz *z)
 }
 
 /* ---- finalize and download ---- */
+
+static void on_finalized(void *ctx, int status, struct cf_http_response *resp, const char *err)
+{
+    struct order *o = ctx;
+    /* a finalize that was resent may have been taken the first time: the
+     * order is processing or valid then, and §7.4 makes the server refuse
+     * the second one with orderNotReady; the order itself tells */
+    if (status == 0 && o->finalize_attempts > 1 && resp->status == 403 &&
+        problem_type_is(resp, ":orderNotReady")) {
+        cf_debug("acme: resent finalize of '%s' refused as not ready; polling the order",
+                 o->order_url);
+        order_poll(o);
+        return;
+    }
+    on_order_object(ctx, status, resp, err);
+}
 
 static void finalize(struct order *o)
 {
@@ -1524,7 +1702,7 @@ static void finalize(struct order *o)
     free(csr);
     o->finalized = 1;
     o->polls = 0;
-    post(o->a, o->finalize_url, payload, on_order_object, o);
+    post_ex(o->a, o->finalize_url, payload, 1, &o->finalize_attempts, on_finalized, o);
     free(payload);
 }
 
@@ -1682,9 +1860,81 @@ static void download(struct order *o)
 {
     struct acme_req *r = req_new(o->a, o->cert_url, on_certificate, o);
     r->is_signed = 1;
+    r->retry_transient = 1;
     r->accept = "application/pem-certificate-chain";
     r->max_body = ACME_MAX_CERT_BODY;
     req_send(r);
+}
+
+static void new_order(struct order *o)
+{
+    json_t *ids = json_array();
+    for (size_t i = 0; i < o->n_domains; i++)
+        json_array_append_new(ids, json_pack("{s:s, s:s}", "type", "dns", "value", o->domains[i]));
+    json_t *p = json_pack("{s:o}", "identifiers", ids);
+    if (o->replaces)
+        json_object_set_new(p, "replaces", json_string(o->replaces));
+    char *payload = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    post_retry(o->a, o->a->new_order, payload, on_order_object, o);
+    free(payload);
+}
+
+static void on_resumed(void *ctx, int status, struct cf_http_response *resp, const char *err)
+{
+    struct order *o = ctx;
+    char why[CF_ERRLEN] = "";
+    json_t *j = NULL;
+    char *msg = NULL;
+    if (status == CF_ECANCELED) {
+        order_fail(o, status, cf_strdup(err));
+        return;
+    }
+    if (status) {
+        snprintf(why, sizeof why, "%s", err);
+    } else if (resp_json(resp, o->resume_url, o->domains[0], &j, &msg) != 0) {
+        snprintf(why, sizeof why, "%s", msg);
+    } else if (cf_acme_resume_usable(j, (const char *const *)o->domains, o->n_domains,
+                                     (int64_t)time(NULL), why)) {
+        const char *st = jstr(j, "status");
+        o->order_url = cf_strdup(o->resume_url);
+        cf_info("acme: resuming order '%s' for '%s' (%s)", o->order_url, o->domains[0],
+                st ? st : "");
+        order_created(o);
+        order_handle(o, j, retry_after_of(resp));
+        json_decref(j);
+        return;
+    }
+    cf_debug("acme: not resuming order '%s' for '%s': %s; placing a new order", o->resume_url,
+             o->domains[0], why);
+    json_decref(j);
+    free(msg);
+    new_order(o);
+}
+
+/* 1 when u is on the same scheme, host and port as base. */
+static int same_origin(const char *u, const char *base)
+{
+    CURLU *a = curl_url(), *b = curl_url();
+    char *sa = NULL, *sb = NULL, *ha = NULL, *hb = NULL, *pa = NULL, *pb = NULL;
+    int same = a && b && curl_url_set(a, CURLUPART_URL, u, 0) == CURLUE_OK &&
+               curl_url_set(b, CURLUPART_URL, base, 0) == CURLUE_OK &&
+               curl_url_get(a, CURLUPART_SCHEME, &sa, 0) == CURLUE_OK &&
+               curl_url_get(b, CURLUPART_SCHEME, &sb, 0) == CURLUE_OK &&
+               curl_url_get(a, CURLUPART_HOST, &ha, 0) == CURLUE_OK &&
+               curl_url_get(b, CURLUPART_HOST, &hb, 0) == CURLUE_OK &&
+               curl_url_get(a, CURLUPART_PORT, &pa, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+               curl_url_get(b, CURLUPART_PORT, &pb, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+               !strcmp(sa, sb) && !strcasecmp(ha, hb) && !strcmp(pa, pb);
+    curl_free(sa);
+    curl_free(sb);
+    curl_free(ha);
+    curl_free(hb);
+    curl_free(pa);
+    curl_free(pb);
+    curl_url_cleanup(a);
+    curl_url_cleanup(b);
+    return same;
 }
 
 static void order_begin(void *ctx, int status, const char *err)
@@ -1694,16 +1944,16 @@ static void order_begin(void *ctx, int status, const char *err)
         order_fail(o, status, cf_strdup(err ? err : cf_strerror(status)));
         return;
     }
-    json_t *ids = json_array();
-    for (size_t i = 0; i < o->n_domains; i++)
-        json_array_append_new(ids, json_pack("{s:s, s:s}", "type", "dns", "value", o->domains[i]));
-    json_t *p = json_pack("{s:o}", "identifiers", ids);
-    if (o->replaces)
-        json_object_set_new(p, "replaces", json_string(o->replaces));
-    char *payload = json_dumps(p, JSON_COMPACT);
-    json_decref(p);
-    post(o->a, o->a->new_order, payload, on_order_object, o);
-    free(payload);
+    if (o->resume_url) {
+        /* a signed request goes only where this CA's orders live */
+        if (url_ok(o->a, o->resume_url) && same_origin(o->resume_url, o->a->new_order)) {
+            post_retry(o->a, o->resume_url, NULL, on_resumed, o);
+            return;
+        }
+        cf_debug("acme: not resuming order '%s' for '%s': not an order URL of '%s'", o->resume_url,
+                 o->domains[0], o->a->directory_url);
+    }
+    new_order(o);
 }
 
 static int domain_ok(const char *d)
@@ -1757,7 +2007,9 @@ int cf_acme_order(struct cf_acme *a, const struct cf_acme_order_req *r, cf_acme_
     EVP_PKEY_up_ref(r->cert_key);
     o->cert_key = r->cert_key;
     o->solver = *r->solver;
+    o->resume_url = r->resume_url && *r->resume_url ? cf_strdup(r->resume_url) : NULL;
     o->cb = cb;
+    o->created = r->created;
     o->arg = arg;
     a->refs++;
     ensure(a, 1, order_begin, o);

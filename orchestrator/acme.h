@@ -97,13 +97,22 @@ struct cf_acme_order_req {
     const char *replaces;        /* ARI certID of the certificate this one replaces, or NULL */
     const char *preferred_chain; /* issuer CN of the top of the preferred chain, or NULL */
     const struct cf_acme_solver *solver;
-    /* An order URL journaled by an earlier run (same account and
-     * directory), or NULL: continued when the CA still has it, else a new
-     * order is placed transparently. */
+    /* An order URL journaled by an earlier run against the same account
+     * and directory, or NULL.  It is fetched (POST-as-GET) first and
+     * carried on from its state: valid -> download (no new order), ready
+     * -> finalize with cert_key (the caller guarantees it is the key the
+     * earlier run used), processing -> poll, pending -> authorizations.
+     * When it cannot be used (404, any other 4xx such as another
+     * account's 401/403, invalid, expired, identifiers other than
+     * domains, unknown status, or a server that keeps failing) a new order
+     * is placed instead; a debug line says why.  The resume alone never
+     * fails the order. */
     const char *resume_url;
-    /* Called once with the order callback's arg as soon as the order URL
-     * is known, before any challenge is presented and before finalize,
-     * so the caller can journal it.  May be NULL. */
+    /* Called once, with the order callback's arg, as soon as the order
+     * URL is known (newOrder answered, or the resumed order is kept):
+     * before any challenge is presented and before finalize, so the
+     * caller can journal it.  order_url is valid only during the call.
+     * May be NULL. */
     void (*created)(void *arg, const char *order_url);
 };
 
@@ -115,18 +124,26 @@ struct cf_acme_order_result {
     char *chain_pem;     /* intermediates only */
     char *error;         /* with status != 0: "acme: <type> for '<domain>': <detail>" etc. */
     char *cert_url;
-    char *order_url;
+    char *order_url; /* also on failure, once the order URL is known */
 };
 
 typedef void (*cf_acme_order_cb)(int status, struct cf_acme_order_result *res, void *arg);
 
 /* Issue a certificate: account (created or looked up on first use), new
- * order, authorizations (valid ones are skipped), challenges through the
- * solver, polling with backoff honouring Retry-After, finalize with a CSR,
- * polling until valid, download and chain selection.  cb gets 0 and the
- * PEMs, or a CF_E* with res->error naming the domain and the ACME problem
- * (CF_EACME), bad server data (CF_EPROTO), a transport failure, or
- * CF_ELIMIT for rateLimited. */
+ * order (or the resumed one, see resume_url), authorizations (valid ones
+ * are skipped), challenges through the solver, polling with backoff
+ * honouring Retry-After, finalize with a CSR, polling until valid,
+ * download and chain selection.  cb gets 0 and the PEMs, or a CF_E* with
+ * res->error naming the domain and the ACME problem (CF_EACME), bad
+ * server data (CF_EPROTO), a transport failure, or CF_ELIMIT for
+ * rateLimited.
+ *
+ * Transient failures (HTTP 500, 502, 503, 504, a timeout or a broken
+ * connection) of newOrder, of the order and authorization polls, of
+ * finalize and of the download are retried up to CF_ACME_TRANSIENT_TRIES
+ * attempts in all, waiting cf_acme_retry_delay_ms() in between; the final
+ * error then names the URL, the HTTP status and the number of attempts.
+ * A 4xx answer to newOrder is final (429 aside, see rateLimited). */
 int cf_acme_order(struct cf_acme *a, const struct cf_acme_order_req *r, cf_acme_order_cb cb,
                   void *arg, char *err);
 
@@ -172,6 +189,24 @@ int cf_acme_parse_time(const char *s, int64_t *out);
 /* Delay before poll number attempt (0-based): 250 ms doubling to 5 s, or
  * the server's Retry-After when longer, capped at 60 s. */
 int64_t cf_acme_poll_delay_ms(int attempt, int64_t retry_after_ms);
+
+/* Attempts in all for a request that keeps failing transiently. */
+#define CF_ACME_TRANSIENT_TRIES 5
+
+/* 1 when a request that ended with transport status (0 = a response
+ * arrived) and HTTP status http_status is worth sending again: a timeout
+ * or broken connection, or HTTP 500, 502, 503 or 504. */
+int cf_acme_transient(int status, long http_status);
+
+/* Delay before resending after failed attempt number attempt (1-based):
+ * 1 s doubling, or the server's Retry-After when longer, capped at 60 s. */
+int64_t cf_acme_retry_delay_ms(int attempt, int64_t retry_after_ms);
+
+/* Whether an order object fetched from a journaled URL can be carried on
+ * for domains (compared as a set, case-insensitively) at now (Unix
+ * seconds): 1 = yes; 0 = no, with the reason in why (CF_ERRLEN). */
+int cf_acme_resume_usable(const json_t *order, const char *const *domains, size_t n_domains,
+                          int64_t now, char *why);
 
 enum cf_acme_step {
     CF_ACME_STEP_AUTHORIZE, /* work through the authorizations */

@@ -56,8 +56,9 @@ JSON
         -defaultIPv4 "$ACME_WEB1" -defaultIPv6 ""
     _acme_bg "$dir" web1 python3 -m http.server 5002 --bind "$ACME_WEB1" --directory "$dir/www1"
     _acme_bg "$dir" web2 python3 -m http.server 5002 --bind "$ACME_WEB2" --directory "$dir/www2"
+    # the fake serves $dir/fake-cert.pem as the certificate of its issuing scenarios
     _acme_bg "$dir" fake python3 "$(dirname "${BASH_SOURCE[0]}")/fake_acme.py" \
-        "$ACME_FAKE_ADDR" "$ACME_FAKE_PORT"
+        "$ACME_FAKE_ADDR" "$ACME_FAKE_PORT" "$dir/fake-cert.pem"
     _acme_wait_port 127.0.0.1 "$ACME_API_PORT" || return 1
     curl -fsS -d "{\"host\":\"h2.fleet.test\",\"addresses\":[\"$ACME_WEB2\"]}" \
         "http://127.0.0.1:$ACME_API_PORT/add-a" >/dev/null || return 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A hostile ACME server for certfleet's tests (plain HTTP, loopback only).
 
-usage: fake_acme.py ADDR PORT
+usage: fake_acme.py ADDR PORT [CERT]
 
 Every scenario has its own directory at http://ADDR:PORT/<scenario>/dir;
 JWS bodies are accepted without checking (the point is what the server
@@ -14,14 +14,65 @@ sends back):
   ratelimit        newOrder: 429 rateLimited with Retry-After: 1, always
   ari              directory with renewalInfo; GET renewalInfo/<id> -> window
   foreign-authz    authorization for a domain that was not ordered
+
+Scenarios that issue h1.fleet.test (the order is "ready" at once, finalize
+answers "processing", the next poll "valid"; the certificate served is the
+PEM file CERT, which the test makes for the key the client will use):
+  resume-valid     order/1 is valid already: a resumed run just downloads
+  resume-gone      every order but order/1 is gone (404)
+  resume-other     order/old is a valid order for other names
+  flaky            newOrder: one 503 busy; order poll and download: 500,
+                   502, 503 without Retry-After, then success
+  finalize-lost    the first finalize is taken but answered 500; a resent
+                   finalize gets 403 orderNotReady
+  dl500            the download always fails with 500
+GET /<scenario>/stats returns how often each endpoint was called.
+
+What is modeled, and where it is documented:
+  - RFC 8555 §7.1.3 order object, §7.4 finalize answers the order in
+    "processing", §7.4.2 certificate as application/pem-certificate-chain;
+  - 404 for an order that does not exist or belongs to another account:
+    Boulder wfe2/wfe.go GetOrder ("No order for ID", "No order found for
+    account ID", both probs.NotFound = malformed, 404);
+  - 500 serverInternal (RFC 8555 §6.7), which Let's Encrypt answered under
+    load before 2022 and still can on internal errors, and 502/504 from a
+    proxy in front of the CA;
+  - 503 with Retry-After and a rateLimited "Service busy; retry later."
+    document: Let's Encrypt community announcement "New Service Busy
+    responses beginning during high load" (2022, status 503 since
+    2022-09-26); a bare 503 is what an overloaded load balancer sends;
+  - 403 orderNotReady for finalizing an order that is not "ready" (RFC 8555
+    §7.4, Boulder wfe2 FinalizeOrder).
 """
+import collections
 import itertools
 import json
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 counter = itertools.count()
 ari_requests = []
+ISSUING = ("resume-valid", "resume-gone", "resume-other", "flaky", "finalize-lost", "dl500")
+lock = threading.Lock()
+calls = collections.defaultdict(collections.Counter)  # scenario -> endpoint -> count
+finalized = set()  # scenarios whose order/1 was finalized
+cert_file = None
+
+
+def count(sc, what):
+    with lock:
+        calls[sc][what] += 1
+        return calls[sc][what]
+
+
+def problem(kind, detail):
+    return {"type": "urn:ietf:params:acme:error:" + kind, "detail": detail}
+
+
+def rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -58,6 +109,9 @@ class Handler(BaseHTTPRequestHandler):
             if sc == "ari":
                 d["renewalInfo"] = b + "/renewal-info"
             return self.send(200, d)
+        if len(parts) == 2 and parts[1] == "stats":
+            with lock:
+                return self.send(200, dict(calls[sc]))
         if sc == "ari" and len(parts) == 3 and parts[1] == "renewal-info":
             ari_requests.append(parts[2])
             sys.stderr.write("fake_acme: ari certid %s\n" % parts[2])
@@ -79,6 +133,8 @@ class Handler(BaseHTTPRequestHandler):
         b = self.base(sc)
         if what == "acct":
             return self.send(201, {"status": "valid"}, extra={"Location": b + "/acct/1"})
+        if sc in ISSUING:
+            return self.issuing(sc, b, parts[1:])
         if what == "order" and len(parts) == 2:
             if sc == "big":
                 return self.send(201, b"{" + b" " * (2 * 1024 * 1024) + b"}",
@@ -106,8 +162,82 @@ class Handler(BaseHTTPRequestHandler):
                   "application/problem+json")
 
 
+    def order(self, b, status, names=("h1.fleet.test",)):
+        """RFC 8555 §7.1.3; expires is required for pending and valid."""
+        o = {"status": status, "expires": rfc3339(time.time() + 7 * 86400),
+             "identifiers": [{"type": "dns", "value": n} for n in names],
+             "authorizations": [b + "/authz/1"], "finalize": b + "/finalize/1"}
+        if status == "valid":
+            o["certificate"] = b + "/cert/1"
+        return o
+
+    def flaky_failure(self, sc, what):
+        """The first three calls fail the three ways a CA and its proxies do."""
+        n = count(sc, what + "-attempt")
+        if sc != "flaky" or n > 3:
+            return False
+        if n == 1:
+            self.send(500, problem("serverInternal", "Failed to retrieve order"),
+                      "application/problem+json")
+        elif n == 2:
+            self.send(502, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+        else:
+            self.send(503, b"Service Unavailable", "text/plain")
+        return True
+
+    def issuing(self, sc, b, path):
+        what = path[0]
+        if what == "order" and len(path) == 1:
+            if sc == "flaky" and count(sc, "newOrder-attempt") == 1:
+                return self.send(503, problem("rateLimited", "Service busy; retry later."),
+                                 "application/problem+json", {"Retry-After": "1"})
+            count(sc, "newOrder")
+            return self.send(201, self.order(b, "ready"), extra={"Location": b + "/order/1"})
+        if what == "order":
+            oid = path[1] if len(path) > 1 else ""
+            count(sc, "order/" + oid)
+            if sc == "resume-other" and oid == "old":
+                return self.send(200, self.order(b, "valid", ("h9.fleet.test",)))
+            if oid != "1":
+                return self.send(404, problem("malformed", "No order for ID " + oid),
+                                 "application/problem+json")
+            if self.flaky_failure(sc, "order"):
+                return
+            done = sc == "resume-valid" or sc in finalized
+            return self.send(200, self.order(b, "valid" if done else "ready"))
+        if what == "finalize":
+            n = count(sc, "finalize")
+            already = sc in finalized
+            with lock:
+                finalized.add(sc)
+            if sc == "finalize-lost" and n == 1:
+                return self.send(500, problem("serverInternal", "Error finalizing order"),
+                                 "application/problem+json")
+            if already:
+                return self.send(403, problem("orderNotReady",
+                                              "Order's status (\"valid\") is not acceptable "
+                                              "for finalization"), "application/problem+json")
+            return self.send(200, self.order(b, "processing"), extra={"Location": b + "/order/1"})
+        if what == "cert":
+            count(sc, "cert")
+            if sc == "dl500":
+                return self.send(500, problem("serverInternal", "Failed to retrieve certificate"),
+                                 "application/problem+json")
+            if self.flaky_failure(sc, "cert"):
+                return
+            with open(cert_file, "rb") as f:
+                return self.send(200, f.read(), "application/pem-certificate-chain")
+        if what == "authz":
+            return self.send(200, {"status": "valid",
+                                   "identifier": {"type": "dns", "value": "h1.fleet.test"},
+                                   "challenges": []})
+        self.send(404, problem("malformed", "not here"), "application/problem+json")
+
+
 def main():
+    global cert_file
     addr, port = sys.argv[1], int(sys.argv[2])
+    cert_file = sys.argv[3] if len(sys.argv) > 3 else None
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer((addr, port), Handler).serve_forever()
 

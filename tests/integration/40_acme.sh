@@ -151,4 +151,97 @@ like "ARI window parsed from renewalInfo" "$OUT" "ari window 1893553445 18936398
 aki=$(openssl x509 -in "$T/o1/0.cert.pem" -noout -ext authorityKeyIdentifier | tail -1 | tr -d ' :' | sed 's/^keyid//')
 like "ARI certID sent is base64url(AKI).base64url(serial)" "$(cat "$T/fake.log")" \
     "ari certid $(echo "$aki" | xxd -r -p | base64 | tr '+/' '-_' | tr -d '=')\."
+
+# 12. crash safety on pebble: a run killed after the CA accepted its order
+# leaves the order URL (reported by created()) and the key behind; the next
+# run resumes that order instead of placing a second one.  Pebble counts no
+# orders, so "no second order" shows as the result's order URL.
+line() { sed -n "s/^$1 //p" <<<"$OUT"; } # value after a driver line prefix
+KEY12="$T/r1.key.pem"
+run CF_ACME_DOMAINS=r1.fleet.test CF_ACME_KEYFILE="$KEY12" CF_ACME_CRASH=cleanup
+is "run killed after validation, before finalize" "$RC/$(line crashing)" "137/in cleanup"
+url1=$(line "created 0")
+like "created() gave the order URL before the kill" "$url1" "^https://127.0.0.1:$ACME_PORT/"
+mkdir -p "$T/o12"
+run CF_ACME_DOMAINS=r1.fleet.test CF_ACME_KEYFILE="$KEY12" CF_ACME_RESUME="$url1" CF_ACME_OUT="$T/o12"
+like "resumed ready order issues" "$OUT" "^order 0 ok"
+is "certificate comes from the resumed order" "$(line "order-url 0")" "$url1"
+is "created() reports the resumed order" "$(line "created 0")" "$url1"
+like "resumed ready order: nothing presented again" "$OUT" "presented=0 cleaned=0"
+# pebble makes a new root at every restart
+curl -fsS --cacert "$T/ca.pem" "https://127.0.0.1:$ACME_MGMT_PORT/roots/0" >"$T/root12.pem"
+check "resumed certificate verifies against pebble's root" \
+    openssl verify -CAfile "$T/root12.pem" -untrusted "$T/o12/0.chain.pem" "$T/o12/0.cert.pem"
+KEY12B="$T/r2.key.pem"
+run CF_ACME_DOMAINS=r2.fleet.test CF_ACME_KEYFILE="$KEY12B" CF_ACME_CRASH=present
+url2=$(line "created 0")
+is "run killed while presenting" "$RC/$(line crashing)" "137/in present"
+run CF_ACME_DOMAINS=r2.fleet.test CF_ACME_KEYFILE="$KEY12B" CF_ACME_RESUME="$url2"
+like "resumed pending order issues" "$OUT" "^order 0 ok"
+is "pending order resumed, not replaced" "$(line "order-url 0")" "$url2"
+like "resumed pending order: challenge presented and cleaned" "$OUT" "presented=1 cleaned=1"
+mkdir -p "$T/o12v"
+run CF_ACME_DOMAINS=r1.fleet.test CF_ACME_KEYFILE="$KEY12" CF_ACME_RESUME="$url1" CF_ACME_OUT="$T/o12v"
+like "resumed valid order downloads" "$OUT" "^order 0 ok"
+check "valid order: the same certificate again, not a new one" cmp -s "$T/o12/0.cert.pem" "$T/o12v/0.cert.pem"
+run CF_ACME_DOMAINS=r1.fleet.test CF_ACME_KEYFILE="$KEY12" CF_ACME_RESUME="$url1" CF_ACME_STATE="$T/state-other" \
+    CF_ACME_VERBOSE=2
+like "another account's order: a new order issues" "$OUT" "^order 0 ok"
+like "another account's order: a debug line says why" "$(cat "$T/drv.err")" "not resuming order '$url1'"
+grep -o "not resuming order.*" "$T/drv.err" | sed 's/^/# pebble: /'
+
+url3=$(line "order-url 0")
+like "another account's order: created() reports the new order" "$(line "created 0")" "^https://127.0.0.1:$ACME_PORT/"
+is "another account's order is not used" "$([ -n "$url3" ] && [ "$url3" != "$url1" ] && echo new)" new
+
+# 13. resume and transient failures against the fake CA (see fake_acme.py
+# for the documents each scenario follows); it serves fake-cert.pem, a
+# certificate for fake-key.pem
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/fake-key.pem" 2>/dev/null
+printf 'subjectAltName=DNS:h1.fleet.test\n' >"$T/fake-san.ext"
+openssl req -new -key "$T/fake-key.pem" -subj /CN=h1.fleet.test 2>/dev/null |
+    openssl x509 -req -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial -days 1 \
+        -extfile "$T/fake-san.ext" -out "$T/fake-leaf.pem" 2>/dev/null
+cat "$T/fake-leaf.pem" "$T/ca.pem" >"$T/fake-cert.pem"
+issue() { # scenario env...
+    local sc=$1
+    shift
+    run CF_ACME_DIRECTORY="$FAKE/$sc/dir" CF_ACME_STATE="$T/fake-state" CF_ACME_DOMAINS=h1.fleet.test \
+        CF_ACME_KEYFILE="$T/fake-key.pem" "$@"
+}
+calls() { # scenario endpoint: how often the fake saw it
+    curl -fsS "$FAKE/$1/stats" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$2', 0))"
+}
+issue resume-valid CF_ACME_RESUME="$FAKE/resume-valid/order/1"
+like "resume-valid: certificate downloaded" "$OUT" "^order 0 ok $FAKE/resume-valid/cert/1"
+is "resume-valid: no newOrder" "$(calls resume-valid newOrder)" 0
+is "resume-valid: one download" "$(calls resume-valid cert)" 1
+issue resume-gone CF_ACME_RESUME="$FAKE/resume-gone/order/7" CF_ACME_VERBOSE=2
+like "resume-gone (404): a new order issues" "$OUT" "^order 0 ok"
+like "resume-gone: a debug line says why no resume" "$(cat "$T/drv.err")" \
+    "not resuming order '$FAKE/resume-gone/order/7' for 'h1.fleet.test': acme: urn:ietf:params:acme:error:malformed for 'h1.fleet.test': No order for ID 7; placing a new order"
+is "resume-gone: created() reports the new order" "$(line "created 0")" "$FAKE/resume-gone/order/1"
+is "resume-gone: the old order was asked once, then one newOrder" \
+    "$(calls resume-gone order/7)/$(calls resume-gone newOrder)" 1/1
+issue resume-other CF_ACME_RESUME="$FAKE/resume-other/order/old" CF_ACME_VERBOSE=2
+like "resume-other (other names): a new order issues" "$OUT" "^order 0 ok"
+like "resume-other: a debug line says why no resume" "$(cat "$T/drv.err")" \
+    "not resuming order .*: the order is for other identifiers than requested"
+is "resume-other: one newOrder" "$(calls resume-other newOrder)" 1
+t0=$(date +%s)
+issue flaky
+t1=$(date +%s)
+like "flaky (503 busy, 500, 502, bare 503): the order issues" "$OUT" "^order 0 ok"
+is "flaky: newOrder sent twice, order polled 4 times, download tried 4 times" \
+    "$(calls flaky newOrder-attempt)/$(calls flaky order/1)/$(calls flaky cert)" 2/4/4
+like "flaky: backoff 1 s + (1+2+4) s twice, not hammering" "$((t1 - t0))" "^(1[5-9]|[2-5][0-9])$"
+issue finalize-lost
+like "finalize answered 500 but taken: the order issues" "$OUT" "^order 0 ok"
+is "finalize-lost: finalize sent twice, one newOrder" \
+    "$(calls finalize-lost finalize)/$(calls finalize-lost newOrder)" 2/1
+issue dl500
+like "dl500: fails naming the URL, the status and the attempts" "$OUT" \
+    "order 0 failed \(acme server error\): acme: certificate download for 'h1.fleet.test': HTTP 500 from '$FAKE/dl500/cert/1' after 5 attempts: urn:ietf:params:acme:error:serverInternal"
+is "dl500: download tried 5 times" "$(calls dl500 cert)" 5
+is "dl500: the failed result still names the order" "$(line "order-url 0")" "$FAKE/dl500/order/1"
 finish

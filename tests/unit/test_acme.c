@@ -11,10 +11,17 @@
  *   CF_ACME_SKIP       domain whose token is not published
  *   CF_ACME_DNSAPI     challtestsrv URL (dns-01)   CF_ACME_OUT  where PEMs go
  *   CF_ACME_CERT       certificate for ari     CF_ACME_PREFERRED  preferred chain
- * It prints one line per order ("order N ok" / "order N failed: ...") and
- * "presented=P cleaned=C" and exits 0 when the loop closed clean.
+ *   CF_ACME_RESUME     order URL to resume (resume_url of every order)
+ *   CF_ACME_KEYFILE    certificate key: read when it exists, else generated and written
+ *   CF_ACME_CRASH      present|cleanup: SIGKILL itself in that solver call, as a
+ *                      crashed run would stop (before finalize either way)
+ * It prints one line per order ("order N ok" / "order N failed: ..."),
+ * "created N URL" when created() reports the order URL, "order-url N URL"
+ * with the result's order URL, "presented=P cleaned=C", and exits 0 when
+ * the loop closed clean.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -136,6 +143,83 @@ static void test_retry_after(void **state)
     assert_int_equal(cf_acme_poll_delay_ms(10, 0), 5000);
     assert_int_equal(cf_acme_poll_delay_ms(0, 3000), 3000);
     assert_int_equal(cf_acme_poll_delay_ms(0, 3600000), 60000);
+}
+
+static void test_transient(void **state)
+{
+    /* RFC 8555 §6.7 + HTTP: 5xx from the CA or its load balancer, and
+     * transport failures, are worth another attempt; 4xx never */
+    assert_true(cf_acme_transient(0, 500));
+    assert_true(cf_acme_transient(0, 502));
+    assert_true(cf_acme_transient(0, 503));
+    assert_true(cf_acme_transient(0, 504));
+    assert_true(cf_acme_transient(CF_ETIMEDOUT, 0));
+    assert_true(cf_acme_transient(CF_ECONNECT, 0));
+    assert_false(cf_acme_transient(0, 200));
+    assert_false(cf_acme_transient(0, 400));
+    assert_false(cf_acme_transient(0, 403));
+    assert_false(cf_acme_transient(0, 404));
+    assert_false(cf_acme_transient(0, 429));
+    assert_false(cf_acme_transient(0, 501));       /* not implemented: will not change */
+    assert_false(cf_acme_transient(CF_EPROTO, 0)); /* oversized body: the same next time */
+    assert_false(cf_acme_transient(CF_ECANCELED, 0));
+
+    assert_int_equal(cf_acme_retry_delay_ms(1, 0), 1000);
+    assert_int_equal(cf_acme_retry_delay_ms(2, 0), 2000);
+    assert_int_equal(cf_acme_retry_delay_ms(4, 0), 8000);
+    assert_int_equal(cf_acme_retry_delay_ms(20, 0), 60000);
+    assert_int_equal(cf_acme_retry_delay_ms(1, 7000), 7000);      /* Retry-After honoured */
+    assert_int_equal(cf_acme_retry_delay_ms(3, 1000), 4000);      /* but no faster than backoff */
+    assert_int_equal(cf_acme_retry_delay_ms(1, 86400000), 60000); /* capped */
+}
+
+static void test_resume_usable(void **state)
+{
+    const char *doms[] = {"h1.fleet.test", "h2.fleet.test"};
+    char why[CF_ERRLEN];
+    int64_t now = 1445412480; /* 2015-10-21T07:28:00Z */
+    static const char *ok_states[] = {"pending", "ready", "processing", "valid"};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *o = json_pack("{s:s, s:s, s:[{s:s,s:s},{s:s,s:s}]}", "status", ok_states[i],
+                              "expires", "2015-10-28T07:28:00Z", "identifiers", "type", "dns",
+                              "value", "h2.fleet.test", "type", "dns", "value", "H1.fleet.test");
+        assert_int_equal(cf_acme_resume_usable(o, doms, 2, now, why), 1);
+        json_decref(o);
+    }
+    struct {
+        const char *json, *why;
+    } bad[] = {
+        {"{\"status\":\"invalid\",\"identifiers\":[{\"type\":\"dns\",\"value\":\"h1.fleet.test\"},"
+         "{\"type\":\"dns\",\"value\":\"h2.fleet.test\"}]}",
+         "invalid"},
+        {"{\"status\":\"pending\",\"expires\":\"2015-10-21T07:27:59Z\",\"identifiers\":["
+         "{\"type\":\"dns\",\"value\":\"h1.fleet.test\"},{\"type\":\"dns\",\"value\":\"h2.fleet."
+         "test\"}]}",
+         "expired"},
+        {"{\"status\":\"valid\",\"identifiers\":[{\"type\":\"dns\",\"value\":\"h1.fleet.test\"}]}",
+         "other identifiers"},
+        {"{\"status\":\"valid\",\"identifiers\":[{\"type\":\"dns\",\"value\":\"h1.fleet.test\"},"
+         "{\"type\":\"dns\",\"value\":\"h1.fleet.test\"}]}",
+         "other identifiers"},
+        {"{\"status\":\"valid\",\"identifiers\":[{\"type\":\"dns\",\"value\":\"h1.fleet.test\"},"
+         "{\"type\":\"ip\",\"value\":\"h2.fleet.test\"}]}",
+         "other identifiers"},
+        {"{\"status\":\"valid\",\"identifiers\":[{\"type\":\"dns\",\"value\":\"h1.fleet.test\"},"
+         "{\"type\":\"dns\",\"value\":\"h3.fleet.test\"}]}",
+         "other identifiers"},
+        {"{\"status\":\"valid\"}", "other identifiers"},
+        {"{\"status\":\"deactivated\\n\"}", "unknown status 'deactivated '"},
+        {"{\"identifiers\":[]}", "no status"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *o = json_loads(bad[i].json, 0, NULL);
+        assert_non_null(o);
+        why[0] = '\0';
+        assert_int_equal(cf_acme_resume_usable(o, doms, 2, now, why), 0);
+        if (!strstr(why, bad[i].why))
+            fail_msg("case %zu: '%s' lacks '%s'", i, why, bad[i].why);
+        json_decref(o);
+    }
 }
 
 static void test_parse_time(void **state)
@@ -281,9 +365,20 @@ struct drv {
     struct cf_acme *acme;
     char **webroots;
     size_t n_webroots;
-    const char *skip, *dnsapi, *out;
+    const char *skip, *dnsapi, *out, *crash;
     int presented, cleaned, orders_left, failures;
 };
+
+/* The run dies the way SIGKILL (OOM killer, power loss) stops it: no
+ * cleanup, nothing flushed but what is already out. */
+static void crash_here(const struct drv *d, const char *where)
+{
+    if (d->crash && !strcmp(d->crash, where)) {
+        printf("crashing in %s\n", where);
+        fflush(stdout);
+        raise(SIGKILL);
+    }
+}
 
 struct solver_call {
     struct drv *d;
@@ -328,6 +423,7 @@ static void present(void *arg, const struct cf_acme_challenge *ch, cf_acme_solve
 {
     struct drv *d = arg;
     d->presented++;
+    crash_here(d, "present");
     if (!strcmp(ch->type, "dns-01")) {
         dns_call(d, "/set-txt", ch, done, ctx);
         return;
@@ -357,6 +453,7 @@ static void cleanup(void *arg, const struct cf_acme_challenge *ch, cf_acme_solve
 {
     struct drv *d = arg;
     d->cleaned++;
+    crash_here(d, "cleanup");
     if (!strcmp(ch->type, "dns-01")) {
         dns_call(d, "/clear-txt", ch, done, ctx);
         return;
@@ -404,9 +501,37 @@ static void on_order(int status, struct cf_acme_order_result *res, void *arg)
             save(d->out, oc->n, "chain.pem", res->chain_pem);
         }
     }
+    printf("order-url %d %s\n", oc->n, res->order_url ? res->order_url : "(none)");
     fflush(stdout);
     free(oc);
     maybe_shutdown(d);
+}
+
+static void on_created(void *arg, const char *order_url)
+{
+    struct order_ctx *oc = arg;
+    printf("created %d %s\n", oc->n, order_url);
+    fflush(stdout);
+}
+
+/* The certificate key of CF_ACME_KEYFILE (a journaled key), or a new one. */
+static int order_key(EVP_PKEY **key, char *err)
+{
+    const char *path = getenv("CF_ACME_KEYFILE");
+    char *pem = NULL;
+    size_t len = 0;
+    int rc;
+    if (path && cf_read_file(path, 64 * 1024, &pem, &len) == 0) {
+        rc = cf_keys_from_pem(pem, len, key, err);
+        cf_keys_pem_free(pem, len);
+        return rc;
+    }
+    if ((rc = cf_keys_generate(getenv("CF_ACME_KEYTYPE"), 0, key, err)) != 0 || !path)
+        return rc;
+    if ((rc = cf_keys_to_pem(*key, &pem, &len, err)) == 0)
+        rc = cf_write_file_atomic(path, pem, len, 0600);
+    cf_keys_pem_free(pem, len);
+    return rc;
 }
 
 static void on_ari(int status, int64_t start, int64_t end, const char *err, void *arg)
@@ -467,6 +592,7 @@ static int driver(void)
     d.skip = getenv("CF_ACME_SKIP");
     d.dnsapi = getenv("CF_ACME_DNSAPI");
     d.out = getenv("CF_ACME_OUT");
+    d.crash = getenv("CF_ACME_CRASH");
     struct cf_acme_solver solver = {present, cleanup, &d};
     int rc = 0;
     if (!strcmp(mode, "ari")) {
@@ -485,8 +611,11 @@ static int driver(void)
         size_t n_orders;
         char **orders = split(getenv("CF_ACME_DOMAINS"), ";", &n_orders);
         int count = getenv("CF_ACME_COUNT") ? atoi(getenv("CF_ACME_COUNT")) : 1;
-        EVP_PKEY *key;
-        cf_keys_generate(getenv("CF_ACME_KEYTYPE"), 0, &key, err);
+        EVP_PKEY *key = NULL;
+        if (order_key(&key, err) != 0) {
+            printf("setup failed: certificate key: %s\n", err);
+            return 2;
+        }
         d.orders_left = (int)n_orders * count;
         int num = 0;
         for (int rep = 0; rep < count && rc == 0; rep++)
@@ -506,7 +635,9 @@ static int driver(void)
                                               .cert_key = key,
                                               .preferred_chain = getenv("CF_ACME_PREFERRED"),
                                               .replaces = getenv("CF_ACME_REPLACES"),
-                                              .solver = &solver};
+                                              .solver = &solver,
+                                              .resume_url = getenv("CF_ACME_RESUME"),
+                                              .created = on_created};
                 struct order_ctx *oc = cf_xcalloc(1, sizeof *oc);
                 oc->d = &d;
                 oc->n = num++;
@@ -545,6 +676,7 @@ int main(void)
         cmocka_unit_test(test_token_valid), cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_parse_time),  cmocka_unit_test(test_cert_id),
         cmocka_unit_test(test_pick_chain),  cmocka_unit_test(test_new_validates),
+        cmocka_unit_test(test_transient),   cmocka_unit_test(test_resume_usable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
