@@ -385,8 +385,8 @@ void pl_push_plan(struct rcert *c)
         struct hostcert *hc = c->hcs[k];
         if (!h)
             continue;
-        int other = hc->probed &&
-                    (hc->served_error || !cf_probe_serial_eq(hc->served_serial, hc->live_serial));
+        int other = hc->probed && (hc->served_error || !hc->live_serial ||
+                                   strcmp(hc->served_serial, hc->live_serial) != 0);
         struct cf_plan_host ph = {pl_host_ready(h), hc->live_serial, hc->live_not_before,
                                   hc->live_placeholder, other};
         enum cf_plan_push what =
@@ -424,7 +424,7 @@ void pl_push_plan(struct rcert *c)
             cf_report_task(pl_hrep(h), "push", task, CF_TASK_CHANGED, msg, NULL, 0);
             free(msg);
         } else {
-            if (other && hc->live_serial && cf_probe_serial_eq(hc->live_serial, serial))
+            if (other && hc->live_serial && !strcmp(hc->live_serial, serial))
                 cf_report_note(r->report,
                                "host '%s' had certificate '%s' version %d on disk but served %s%s: "
                                "pushed again, tested and reloaded",
