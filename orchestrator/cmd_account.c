@@ -6,8 +6,8 @@
 #include "acme.h"
 #include "commands.h"
 #include "http.h"
-#include "x509.h"
 #include "opts.h"
+#include "x509.h"
 
 #include <stdio.h>
 #include <stdlib.h>
