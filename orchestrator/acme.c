@@ -20,7 +20,7 @@
 #include "cf.h"
 #include "acme.h"
 #include "jws.h"
-#include "keys.h"
+#include "x509.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -304,52 +304,6 @@ enum cf_acme_authz_step cf_acme_authz_next(const char *s, int posted)
     if (!strcmp(s, "pending"))
         return posted ? CF_ACME_AUTHZ_POLL : CF_ACME_AUTHZ_SOLVE;
     return CF_ACME_AUTHZ_FAIL;
-}
-
-static X509 *pem_first_cert(const char *pem)
-{
-    BIO *b = BIO_new_mem_buf(pem, -1);
-    if (!b)
-        return NULL;
-    X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
-    BIO_free(b);
-    return x;
-}
-
-int cf_acme_cert_id(const char *cert_pem, char **out, char *err)
-{
-    *out = NULL;
-    X509 *x = cert_pem ? pem_first_cert(cert_pem) : NULL;
-    if (!x)
-        return cf_errf(err, "cannot parse certificate for renewal info");
-    int rc = CF_EINVAL;
-    const ASN1_OCTET_STRING *kid = X509_get0_authority_key_id(x);
-    const ASN1_INTEGER *serial = X509_get0_serialNumber(x);
-    if (!kid || !serial || serial->length <= 0) {
-        cf_errf(err, "certificate has no authority key identifier or serial: no renewal info");
-        goto out;
-    }
-    /* DER content octets of the INTEGER: a leading zero byte when the top
-     * bit is set (RFC 9773 §4.1, example 0x0087...) */
-    unsigned char *der = NULL;
-    int len = i2d_ASN1_INTEGER((ASN1_INTEGER *)serial, &der);
-    if (len < 3) {
-        OPENSSL_free(der);
-        cf_errf(err, "cannot encode certificate serial");
-        goto out;
-    }
-    /* skip tag and length (short or long form) */
-    int hdr = (der[1] & 0x80) ? 2 + (der[1] & 0x7f) : 2;
-    char *a = cf_b64url(ASN1_STRING_get0_data(kid), (size_t)ASN1_STRING_length(kid));
-    char *s = cf_b64url(der + hdr, (size_t)(len - hdr));
-    *out = cf_asprintf("%s.%s", a, s);
-    free(a);
-    free(s);
-    OPENSSL_free(der);
-    rc = 0;
-out:
-    X509_free(x);
-    return rc;
 }
 
 /* Issuer CN of the last certificate in a PEM chain, into cn. */
@@ -907,7 +861,7 @@ static int account_key_load(struct cf_acme *a, char *err)
     size_t len = 0;
     int rc = cf_read_file(path, 64 * 1024, &pem, &len);
     if (rc == 0) {
-        rc = cf_keys_from_pem(pem, len, &a->account_key, err);
+        rc = cf_x509_key_read(pem, len, &a->account_key, err);
         cf_secure_free(pem, len);
         if (rc)
             cf_errf(err, "cannot use account key '%s': %s", path, err);
@@ -917,15 +871,15 @@ static int account_key_load(struct cf_acme *a, char *err)
         cf_errf(err, "cannot read account key '%s'", path);
         goto out;
     }
-    if ((rc = cf_keys_generate(a->key_type, a->key_bits, &a->account_key, err)) != 0)
+    if ((rc = cf_x509_keygen(a->key_type, a->key_bits, &a->account_key, err)) != 0)
         goto out;
-    if ((rc = cf_keys_to_pem(a->account_key, &pem, &len, err)) != 0)
+    if ((rc = cf_x509_key_pem(a->account_key, &pem, &len, err)) != 0)
         goto out;
     if (cf_mkdir_p(a->account_dir, 0700) != 0 || cf_write_file_atomic(path, pem, len, 0600) != 0) {
         rc = CF_EIO;
         cf_errf(err, "cannot write account key '%s': %s", path, strerror(errno));
     }
-    cf_keys_pem_free(pem, len);
+    cf_secure_free(pem, len);
 out:
     if (rc) {
         EVP_PKEY_free(a->account_key);
@@ -1111,7 +1065,7 @@ int cf_acme_new(uv_loop_t *loop, cf_http *http, const struct cf_acme_config *c,
             return cf_errf(err, "invalid contact e-mail '%s': no '@'", c->email);
     }
     EVP_PKEY *probe = NULL;
-    int rc = cf_keys_generate(c->account_key_type, c->account_key_bits, &probe, NULL);
+    int rc = cf_x509_keygen(c->account_key_type, c->account_key_bits, &probe, NULL);
     if (rc)
         return cf_errf(err, "invalid account key type '%s' / size %d",
                        c->account_key_type ? c->account_key_type : "", c->account_key_bits);
@@ -1689,7 +1643,7 @@ static void finalize(struct order *o)
     unsigned char *der = NULL;
     size_t len = 0;
     int rc =
-        cf_keys_csr(o->cert_key, (const char *const *)o->domains, o->n_domains, &der, &len, err);
+        cf_x509_csr(o->cert_key, (const char *const *)o->domains, o->n_domains, &der, &len, err);
     if (rc) {
         order_fail(o, rc, cf_strdup(err));
         return;
@@ -1983,7 +1937,7 @@ int cf_acme_order(struct cf_acme *a, const struct cf_acme_order_req *r, cf_acme_
         return cf_errf(err, "unsupported challenge type '%s': use 'http-01' or 'dns-01'", ct);
     const char *kt;
     int kb;
-    if (!r->cert_key || cf_keys_describe(r->cert_key, &kt, &kb) != 0)
+    if (!r->cert_key || cf_x509_key_describe(r->cert_key, &kt, &kb) != 0)
         return cf_errf(err, "acme: unsupported certificate key");
     for (size_t i = 0; i < r->n_domains; i++) {
         if (!r->domains[i] || !domain_ok(r->domains[i]))
@@ -2127,7 +2081,7 @@ int cf_acme_renewal_info(struct cf_acme *a, const char *cert_pem,
     if (!cb)
         return CF_EINVAL;
     char *id = NULL;
-    int rc = cf_acme_cert_id(cert_pem, &id, err);
+    int rc = cf_x509_ari_certid_pem(cert_pem, &id, err);
     if (rc)
         return rc;
     struct simple_op *op = cf_xcalloc(1, sizeof *op);
@@ -2168,7 +2122,7 @@ static void on_key_changed(void *ctx, int status, struct cf_http_response *resp,
     char *pem = NULL;
     size_t len = 0;
     char *path = cf_asprintf("%s/private_key.pem", a->account_dir);
-    if ((status = cf_keys_to_pem(op->new_key, &pem, &len, e2)) == 0 &&
+    if ((status = cf_x509_key_pem(op->new_key, &pem, &len, e2)) == 0 &&
         cf_write_file_atomic(path, pem, len, 0600) != 0) {
         status = CF_EIO;
         snprintf(e2, sizeof e2,
@@ -2176,7 +2130,7 @@ static void on_key_changed(void *ctx, int status, struct cf_http_response *resp,
                  "the new key is in '%s'",
                  path, op->next_path);
     }
-    cf_keys_pem_free(pem, len);
+    cf_secure_free(pem, len);
     free(path);
     if (status) {
         op_done(op, status, e2);
@@ -2213,10 +2167,10 @@ static void on_rollover_ready(void *ctx, int status, const char *err)
         op_done(op, CF_EACME, e);
         return;
     }
-    if ((status = cf_keys_generate(op->key_type, op->bits, &op->new_key, e)) != 0)
+    if ((status = cf_x509_keygen(op->key_type, op->bits, &op->new_key, e)) != 0)
         goto fail;
     op->next_path = cf_asprintf("%s/private_key.pem.next", a->account_dir);
-    if ((status = cf_keys_to_pem(op->new_key, &pem, &len, e)) != 0)
+    if ((status = cf_x509_key_pem(op->new_key, &pem, &len, e)) != 0)
         goto fail;
     if (cf_write_file_atomic(op->next_path, pem, len, 0600) != 0) {
         status = CF_EIO;
@@ -2226,12 +2180,12 @@ static void on_rollover_ready(void *ctx, int status, const char *err)
     if ((status = cf_jws_rollover_inner(op->new_key, a->account_key, a->kid, a->key_change, &inner,
                                         e)) != 0)
         goto fail;
-    cf_keys_pem_free(pem, len);
+    cf_secure_free(pem, len);
     post(a, a->key_change, inner, on_key_changed, op);
     free(inner);
     return;
 fail:
-    cf_keys_pem_free(pem, len);
+    cf_secure_free(pem, len);
     if (op->next_path)
         unlink(op->next_path);
     op_done(op, status, e);
@@ -2245,7 +2199,7 @@ int cf_acme_rollover(struct cf_acme *a, const char *key_type, int bits,
     if (!cb)
         return CF_EINVAL;
     EVP_PKEY *probe = NULL;
-    if (cf_keys_generate(key_type, bits, &probe, NULL) != 0)
+    if (cf_x509_keygen(key_type, bits, &probe, NULL) != 0)
         return CF_EINVAL;
     EVP_PKEY_free(probe);
     struct simple_op *op = cf_xcalloc(1, sizeof *op);

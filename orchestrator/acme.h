@@ -227,10 +227,6 @@ enum cf_acme_authz_step {
 };
 enum cf_acme_authz_step cf_acme_authz_next(const char *authz_status, int challenge_posted);
 
-/* RFC 9773 §4.1 certID: base64url(AKI keyIdentifier) "." base64url(serial
- * DER content octets).  *out caller frees. */
-int cf_acme_cert_id(const char *cert_pem, char **out, char *err);
-
 /* Index of the chain (PEM, leaf first) whose topmost certificate's issuer
  * CN equals preferred; 0 when preferred is NULL or nothing matches. */
 size_t cf_acme_pick_chain(const char *const *chains, size_t n, const char *preferred);

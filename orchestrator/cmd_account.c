@@ -6,8 +6,8 @@
 #include "acme.h"
 #include "commands.h"
 #include "http.h"
-#include "keys.h"
 #include "opts.h"
+#include "x509.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,16 +157,15 @@ int cmd_account(int argc, char **argv)
         .account_key_type = "ecdsa",
         .timeout_ms = (long)o.timeout_s * 1000,
     };
-    EVP_PKEY *probe = NULL;
     /* validate the new key type up front: a usage error touches nothing */
-    if (cf_keys_generate(r.key_type, r.key_bits, &probe, err) != 0) {
+    char norm[CF_KEYTYPE_LEN];
+    if (cf_x509_key_type_norm(r.key_type, r.key_bits, NULL, norm, err) != 0) {
         cf_http_free(r.http);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
         free(rest);
         return cf_usage_error("account", err);
     }
-    EVP_PKEY_free(probe);
     if (cf_acme_new(&loop, r.http, &c, &r.acme, err) != 0) {
         cf_http_free(r.http);
         uv_run(&loop, UV_RUN_DEFAULT);

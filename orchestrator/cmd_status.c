@@ -139,9 +139,7 @@ int cmd_status(int argc, char **argv)
                 t[nt].host = host;
                 t[nt].fc = fc;
                 /* a wildcard is checked with a name it covers */
-                t[nt].sni = !strncmp(fc->domains[d], "*.", 2)
-                                ? cf_asprintf("certfleet-probe.%s", fc->domains[d] + 2)
-                                : cf_strdup(fc->domains[d]);
+                t[nt].sni = cf_x509_probe_name(fc->domains[d]);
                 nt++;
             }
         }

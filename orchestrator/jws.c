@@ -15,13 +15,13 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
-#include "keys.h"
+#include "x509.h"
 
 const char *cf_jws_alg(EVP_PKEY *key)
 {
     const char *type;
     int bits;
-    if (cf_keys_describe(key, &type, &bits) != 0)
+    if (cf_x509_key_describe(key, &type, &bits) != 0)
         return NULL;
     if (!strcmp(type, "rsa"))
         return "RS256";
@@ -61,7 +61,7 @@ int cf_jws_jwk(EVP_PKEY *key, json_t **out, char *err)
     const char *type;
     int bits, rc = CF_EINVAL;
     BIGNUM *a = NULL, *b = NULL;
-    if (cf_keys_describe(key, &type, &bits) != 0)
+    if (cf_x509_key_describe(key, &type, &bits) != 0)
         return cf_errf(err, "unsupported account key: use ecdsa P-256/P-384 or rsa");
     json_t *o = json_object();
     if (!strcmp(type, "ecdsa")) {
@@ -124,7 +124,7 @@ static int sign_raw(EVP_PKEY *key, const char *data, size_t len, unsigned char *
     *sig_len = 0;
     const char *type;
     int bits, rc = CF_EINVAL;
-    if (cf_keys_describe(key, &type, &bits) != 0)
+    if (cf_x509_key_describe(key, &type, &bits) != 0)
         return cf_errf(err, "unsupported signing key");
     const EVP_MD *md = !strcmp(type, "ecdsa") && bits == 384 ? EVP_sha384() : EVP_sha256();
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();

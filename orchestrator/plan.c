@@ -3,7 +3,6 @@
  */
 #include "cf.h"
 #include "plan.h"
-#include "probe.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +12,7 @@ enum cf_plan_push cf_plan_push_target(const struct cf_plan_host *h, const char *
 {
     if (!h->ready)
         return CF_PLAN_PUSH_SKIP;
-    if (h->live_serial && cf_probe_serial_eq(h->live_serial, serial))
+    if (h->live_serial && serial && !strcmp(h->live_serial, serial))
         return h->serves_other || h->links_mixed ? CF_PLAN_PUSH_NEEDED : CF_PLAN_PUSH_CURRENT;
     if (h->live_serial && !h->live_placeholder && !force_push && h->live_not_before > not_before)
         return CF_PLAN_PUSH_DOWNGRADE;

@@ -10,6 +10,7 @@
  */
 #include "probe.h"
 #include "util.h"
+#include "x509.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -222,16 +223,6 @@ static int64_t asn1_time_unix(const ASN1_TIME *t)
     return (int64_t)timegm(&tm);
 }
 
-static void serial_hex(char *dst, size_t len, const X509 *x)
-{
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-    char *hex = bn ? BN_bn2hex(bn) : NULL;
-    /* `openssl x509 -serial` prints whole bytes; BN_bn2hex says "0" for 0. */
-    snprintf(dst, len, "%s", !hex ? "" : !strcmp(hex, "0") ? "00" : hex);
-    OPENSSL_free(hex);
-    BN_free(bn);
-}
-
 static void collect_sans(char *dst, size_t len, X509 *x)
 {
     GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
@@ -273,7 +264,7 @@ static int take_leaf(struct probe *p)
     X509 *x = SSL_get1_peer_certificate(p->ssl);
     if (!x)
         return -1;
-    serial_hex(r->serial, sizeof r->serial, x);
+    cf_x509_serial_hex(x, r->serial);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     if (X509_digest(x, EVP_sha256(), md, &mdlen) == 1)
@@ -290,14 +281,8 @@ static int take_leaf(struct probe *p)
         name_oneline(r->issuer_cn, sizeof r->issuer_cn, issuer);
     name_oneline(r->subject, sizeof r->subject, X509_get_subject_name(x));
     collect_sans(r->sans, sizeof r->sans, x);
-    if (p->sni && *p->sni) {
-        if (is_ip_literal(p->sni))
-            r->covers_sni = X509_check_ip_asc(x, p->sni, 0) == 1;
-        else
-            r->covers_sni = X509_check_host(x, p->sni, 0, 0, NULL) == 1;
-    } else {
-        r->covers_sni = 1;
-    }
+    /* the same matcher as the pre-push check, so status and apply agree */
+    r->covers_sni = p->sni && *p->sni ? cf_x509_covers_name(x, p->sni) : 1;
     snprintf(r->tls_version, sizeof r->tls_version, "%s", SSL_get_version(p->ssl));
 
     r->verified = -1;
@@ -306,8 +291,11 @@ static int take_leaf(struct probe *p)
         X509_STORE_CTX *vctx = st ? X509_STORE_CTX_new() : NULL;
         r->verified = 0;
         if (vctx && X509_STORE_CTX_init(vctx, st, x, SSL_get_peer_cert_chain(p->ssl)) == 1) {
-            if (p->sni && *p->sni && !is_ip_literal(p->sni))
-                X509_VERIFY_PARAM_set1_host(X509_STORE_CTX_get0_param(vctx), p->sni, 0);
+            if (p->sni && *p->sni && !is_ip_literal(p->sni)) {
+                X509_VERIFY_PARAM *vp = X509_STORE_CTX_get0_param(vctx);
+                X509_VERIFY_PARAM_set_hostflags(vp, CF_X509_HOST_FLAGS);
+                X509_VERIFY_PARAM_set1_host(vp, p->sni, 0);
+            }
             if (X509_verify_cert(vctx) == 1)
                 r->verified = 1;
             else
@@ -677,31 +665,6 @@ int cf_probe_run(const struct cf_probe_req *reqs, size_t n, int max_concurrent,
 
 /* ---- expect a serial ------------------------------------------------ */
 
-int cf_probe_serial_eq(const char *a, const char *b)
-{
-    if (!a || !b)
-        return 0;
-    while (*a == '0')
-        a++;
-    while (*b == '0')
-        b++;
-    /* Tolerate "AB:CD" forms from other tools. */
-    for (;;) {
-        while (*a == ':')
-            a++;
-        while (*b == ':')
-            b++;
-        if (!*a || !*b)
-            return !*a && !*b;
-        char ca = (char)(*a >= 'a' && *a <= 'f' ? *a - 32 : *a);
-        char cb = (char)(*b >= 'a' && *b <= 'f' ? *b - 32 : *b);
-        if (ca != cb)
-            return 0;
-        a++;
-        b++;
-    }
-}
-
 struct expect {
     uv_loop_t *loop;
     uv_timer_t retry;
@@ -733,7 +696,7 @@ static void expect_result(const struct cf_probe_result *res, void *arg)
 {
     struct expect *x = arg;
     x->last = *res;
-    if (res->status == 0 && cf_probe_serial_eq(res->serial, x->want)) {
+    if (res->status == 0 && !strcmp(res->serial, x->want)) {
         uv_close((uv_handle_t *)&x->retry, expect_closed);
         return;
     }

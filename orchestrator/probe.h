@@ -36,14 +36,14 @@ struct cf_probe_result {
     int status;            /* 0, CF_ECONNECT, CF_ETIMEDOUT, CF_EPROTO (or CF_ENOMEM) */
     char error[CF_ERRLEN]; /* names host, address:port and domain; "" on success */
     /* The leaf, valid when status == 0: */
-    char serial[132];   /* uppercase hex as `openssl x509 -serial` prints it */
+    char serial[132];   /* canonical text (cf_x509_serial_hex), as `openssl x509 -serial` */
     char sha256[65];    /* lowercase hex SHA-256 of the leaf's DER */
     int64_t not_before; /* unix seconds */
     int64_t not_after;
     char issuer_cn[256];    /* issuer CN (or the whole issuer when it has no CN) */
     char subject[512];      /* one-line RFC 2253 subject */
     char sans[1024];        /* DNS SANs joined by ", "; truncated with "..." */
-    int covers_sni;         /* 1 when the leaf's names match req->sni (X509_check_host) */
+    int covers_sni;         /* 1 when the leaf covers req->sni (cf_x509_covers_name) */
     int verified;           /* 1 verifies against ca_file, 0 does not, -1 not asked */
     char verify_error[256]; /* why it did not verify, "" otherwise */
     char tls_version[16];   /* e.g. "TLSv1.3" */
@@ -81,7 +81,8 @@ int cf_probe_run(const struct cf_probe_req *reqs, size_t n, int max_concurrent,
 
 /*
  * Prove a deployment (issue 5): probe until the served leaf's serial equals
- * want_serial (case-insensitive hex, leading zeros ignored) or deadline_ms
+ * want_serial (canonical text, cf_x509_serial_hex; compared with strcmp)
+ * or deadline_ms
  * passes, retrying every retry_ms (0 = 250 ms) because a reload takes a
  * moment to reach every nginx worker.  cb runs once with the last result;
  * its status is 0 when the serial matched, CF_EPROTO ("still serves serial
@@ -91,9 +92,6 @@ int cf_probe_run(const struct cf_probe_req *reqs, size_t n, int max_concurrent,
 int cf_probe_expect_serial(uv_loop_t *loop, const struct cf_probe_req *r, const char *want_serial,
                            unsigned deadline_ms, unsigned retry_ms, cf_probe_cb cb, void *arg,
                            char *err);
-
-/* Compare two hex serials ignoring case and leading zeros; 1 when equal. */
-int cf_probe_serial_eq(const char *a, const char *b);
 
 /* Free the process-wide TLS context (for leak-checked tests). */
 void cf_probe_global_cleanup(void);

@@ -64,8 +64,7 @@ void cf_status_classify(struct cf_status_row *row, int64_t now, int renew_days, 
     }
     row->days_left = days_between(now, row->not_after);
     if (row->store_serial[0])
-        row->matches_store =
-            cf_probe_serial_eq(row->serial, row->store_serial) ? CF_MATCH_YES : CF_MATCH_NO;
+        row->matches_store = !strcmp(row->serial, row->store_serial) ? CF_MATCH_YES : CF_MATCH_NO;
     else if (row->store_missing)
         row->matches_store = CF_MATCH_NO;
 

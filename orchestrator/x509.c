@@ -1,11 +1,12 @@
 /*
- * x509.c - certificate parsing and the pre-push checks (see x509.h).
+ * x509.c - keys, CSRs, certificates, the host-name matcher and the
+ * pre-push checks (see x509.h).
  */
 #include "cf.h"
 #include "util.h"
 #include "x509.h"
 
-#include <ctype.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <time.h>
 
 #include <openssl/asn1.h>
+#include <openssl/core_names.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -34,13 +36,16 @@ static const char *ossl_reason(char *buf, size_t n)
     return buf;
 }
 
-/* Never prompt on a terminal for an encrypted key: fail instead. */
+/* Never prompt on a terminal for an encrypted key: fail instead.  Without
+ * a callback OpenSSL would ask on the controlling terminal and block a
+ * run.  The flag tells the caller why the read failed. */
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
     (void)buf;
     (void)size;
     (void)rwflag;
-    (void)u;
+    if (u)
+        *(int *)u = 1;
     return -1;
 }
 
@@ -62,6 +67,7 @@ void cf_cert_info_release(struct cf_cert_info *ci)
     for (size_t i = 0; i < ci->n_dns; i++)
         free(ci->dns_names[i]);
     free(ci->dns_names);
+    free(ci->aki);
     memset(ci, 0, sizeof *ci);
 }
 
@@ -110,17 +116,54 @@ void cf_x509_pkey_type(const EVP_PKEY *pkey, char out[CF_KEYTYPE_LEN])
         snprintf(out, CF_KEYTYPE_LEN, "unknown");
 }
 
+void cf_x509_serial_hex(const X509 *x, char out[CF_SERIAL_HEX_LEN])
+{
+    out[0] = '\0';
+    const ASN1_INTEGER *sn = x ? X509_get0_serialNumber(x) : NULL;
+    int n = sn ? ASN1_STRING_length(sn) : 0;
+    if (n < 0 || n > 64)
+        return;
+    /* the string holds the magnitude, minimal (OpenSSL rejects padded
+     * DER); an empty one is zero, which openssl prints as "00" */
+    const unsigned char *d = ASN1_STRING_get0_data(sn);
+    size_t o = 0;
+    if (ASN1_STRING_type(sn) == V_ASN1_NEG_INTEGER)
+        out[o++] = '-';
+    if (n == 0)
+        out[o++] = '0', out[o++] = '0';
+    for (int i = 0; i < n; i++, o += 2)
+        snprintf(out + o, 3, "%02X", d[i]);
+    out[o] = '\0';
+}
+
+/* The DER content octets of the serial INTEGER (two's complement, minimal:
+ * 0x87 becomes 00 87), as RFC 9773 §4.1 puts it in the certID. */
+static int serial_der(X509 *x, unsigned char *out, size_t cap, size_t *len)
+{
+    *len = 0;
+    unsigned char *der = NULL;
+    int n = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &der);
+    if (n < 3) {
+        OPENSSL_free(der);
+        return CF_EINVAL;
+    }
+    /* skip the tag and the length (short or long form) */
+    int hdr = (der[1] & 0x80) ? 2 + (der[1] & 0x7f) : 2;
+    if (hdr >= n || (size_t)(n - hdr) > cap) {
+        OPENSSL_free(der);
+        return CF_EINVAL;
+    }
+    memcpy(out, der + hdr, (size_t)(n - hdr));
+    *len = (size_t)(n - hdr);
+    OPENSSL_free(der);
+    return 0;
+}
+
 static int fill_info(X509 *x, struct cf_cert_info *ci, char *err)
 {
-    const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
-    const unsigned char *sd = ASN1_STRING_get0_data(sn);
-    int sl = ASN1_STRING_length(sn);
-    if (sl <= 0 || (size_t)sl > sizeof ci->serial)
+    cf_x509_serial_hex(x, ci->serial_hex);
+    if (!ci->serial_hex[0] || serial_der(x, ci->serial, sizeof ci->serial, &ci->serial_len) != 0)
         return cf_errf(err, "certificate serial number is missing or longer than 64 bytes");
-    memcpy(ci->serial, sd, (size_t)sl);
-    ci->serial_len = (size_t)sl;
-    for (int i = 0; i < sl; i++)
-        sprintf(ci->serial_hex + 2 * i, "%02X", sd[i]);
 
     if (asn1_time_epoch(X509_get0_notBefore(x), &ci->not_before) != 0 ||
         asn1_time_epoch(X509_get0_notAfter(x), &ci->not_after) != 0)
@@ -160,8 +203,9 @@ static int fill_info(X509 *x, struct cf_cert_info *ci, char *err)
         sprintf(ci->fingerprint_sha256 + 2 * i, "%02x", md[i]);
 
     const ASN1_OCTET_STRING *aki = X509_get0_authority_key_id(x);
-    if (aki && ASN1_STRING_length(aki) > 0 && (size_t)ASN1_STRING_length(aki) <= sizeof ci->aki) {
+    if (aki && ASN1_STRING_length(aki) > 0) {
         ci->aki_len = (size_t)ASN1_STRING_length(aki);
+        ci->aki = cf_xmalloc(ci->aki_len);
         memcpy(ci->aki, ASN1_STRING_get0_data(aki), ci->aki_len);
     }
     return 0;
@@ -263,32 +307,81 @@ int cf_x509_split_chain(const char *fullchain_pem, char **leaf_pem, char **chain
     return 0;
 }
 
-static EVP_PKEY *read_key(const char *key_pem, char *err)
+int cf_x509_key_describe(const EVP_PKEY *key, const char **type, int *bits)
 {
-    if (!key_pem || !*key_pem)
-        return cf_errf(err, "no private key given"), NULL;
-    size_t len = strlen(key_pem);
+    if (!key)
+        return CF_EINVAL;
+    if (EVP_PKEY_is_a(key, "EC")) {
+        char group[64];
+        size_t glen = 0;
+        if (!EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                            &glen))
+            return CF_EINVAL;
+        *type = "ecdsa";
+        if (!strcmp(group, "prime256v1") || !strcmp(group, "P-256"))
+            *bits = 256;
+        else if (!strcmp(group, "secp384r1") || !strcmp(group, "P-384"))
+            *bits = 384;
+        else
+            return CF_EINVAL;
+        return 0;
+    }
+    if (EVP_PKEY_is_a(key, "RSA")) {
+        *type = "rsa";
+        *bits = EVP_PKEY_get_bits(key);
+        return *bits >= 2048 ? 0 : CF_EINVAL;
+    }
+    return CF_EINVAL;
+}
+
+int cf_x509_key_read(const char *pem, size_t len, EVP_PKEY **out, char *err)
+{
+    *out = NULL;
+    if (!pem || !*pem)
+        return cf_errf(err, "no private key given");
+    if (!len)
+        len = strlen(pem);
     if (len > CF_PEM_MAX)
-        return cf_errf(err, "private key text is larger than %d bytes", CF_PEM_MAX), NULL;
+        return cf_errf(err, "private key text is larger than %d bytes", CF_PEM_MAX);
     ERR_clear_error();
-    BIO *bio = BIO_new_mem_buf(key_pem, (int)len);
-    EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+    int asked = 0;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    if (!bio)
+        return cf_errf(err, "out of memory"), CF_ENOMEM;
+    EVP_PKEY *k = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, &asked);
     BIO_free(bio);
     if (!k) {
         char why[256];
-        cf_errf(err, "cannot parse the private key (PEM, unencrypted): %s",
-                ossl_reason(why, sizeof why));
+        if (asked)
+            cf_errf(err, "cannot parse the private key: private key is encrypted (certfleet "
+                         "needs it unencrypted)");
+        else
+            cf_errf(err, "cannot parse the private key (PEM, unencrypted): %s",
+                    ossl_reason(why, sizeof why));
+        ERR_clear_error();
+        return CF_EINVAL;
     }
     ERR_clear_error();
-    return k;
+    const char *type;
+    int bits;
+    if (cf_x509_key_describe(k, &type, &bits) != 0) {
+        char kt[CF_KEYTYPE_LEN];
+        cf_x509_pkey_type(k, kt);
+        EVP_PKEY_free(k);
+        return cf_errf(err, "unsupported private key (%s): use ecdsa P-256/P-384 or rsa >= 2048",
+                       kt);
+    }
+    *out = k;
+    return 0;
 }
 
 int cf_x509_key_type(const char *key_pem, char out[CF_KEYTYPE_LEN], char *err)
 {
     snprintf(out, CF_KEYTYPE_LEN, "unknown");
-    EVP_PKEY *k = read_key(key_pem, err);
-    if (!k)
-        return CF_EINVAL;
+    EVP_PKEY *k;
+    int rc = cf_x509_key_read(key_pem, 0, &k, err);
+    if (rc)
+        return rc;
     cf_x509_pkey_type(k, out);
     EVP_PKEY_free(k);
     return 0;
@@ -355,11 +448,11 @@ bad:
     return cf_errf(err, "unsupported key type '%s': use ecdsa or rsa", type);
 }
 
-int cf_x509_keygen(const char *key_type, EVP_PKEY **out, char *err)
+int cf_x509_keygen(const char *type, int bits, EVP_PKEY **out, char *err)
 {
     *out = NULL;
     char norm[CF_KEYTYPE_LEN];
-    int rc = cf_x509_key_type_norm(key_type, 0, NULL, norm, err);
+    int rc = cf_x509_key_type_norm(type, bits, NULL, norm, err);
     if (rc)
         return rc;
     EVP_PKEY *k = NULL;
@@ -381,11 +474,13 @@ int cf_x509_key_pem(EVP_PKEY *pkey, char **out, size_t *len, char *err)
 {
     *out = NULL;
     *len = 0;
-    /* secure memory BIO: the PEM text is wiped when the BIO is freed */
+    /* a secure-memory BIO clears its buffer when freed, so the only copy
+     * left is the caller's, which it wipes */
     BIO *bio = BIO_new(BIO_s_secmem());
     if (!bio || PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL) != 1) {
+        char why[256];
         BIO_free(bio);
-        return cf_errf(err, "cannot encode the private key");
+        return cf_errf(err, "cannot encode the private key: %s", ossl_reason(why, sizeof why));
     }
     char *p;
     long n = BIO_get_mem_data(bio, &p);
@@ -398,57 +493,122 @@ int cf_x509_key_pem(EVP_PKEY *pkey, char **out, size_t *len, char *err)
     return 0;
 }
 
-/* Lowercase copy without a trailing dot, into out[256]; 0 when too long. */
-static int canon_name(const char *s, char out[256])
+/* One GEN_DNS entry per domain, in order. */
+static GENERAL_NAMES *dns_names(const char *const *domains, size_t n)
 {
-    size_t n = strlen(s);
-    if (n && s[n - 1] == '.')
-        n--;
-    if (n == 0 || n >= 256)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        out[i] = (char)tolower((unsigned char)s[i]);
-    out[n] = '\0';
-    return 1;
+    GENERAL_NAMES *gens = GENERAL_NAMES_new();
+    for (size_t i = 0; gens && i < n; i++) {
+        GENERAL_NAME *g = GENERAL_NAME_new();
+        ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+        if (!g || !s || !ASN1_STRING_set(s, domains[i], -1)) {
+            GENERAL_NAME_free(g);
+            ASN1_IA5STRING_free(s);
+            GENERAL_NAMES_free(gens);
+            return NULL;
+        }
+        GENERAL_NAME_set0_value(g, GEN_DNS, s);
+        if (!sk_GENERAL_NAME_push(gens, g)) {
+            GENERAL_NAME_free(g);
+            GENERAL_NAMES_free(gens);
+            return NULL;
+        }
+    }
+    return gens;
 }
 
-int cf_x509_name_matches(const char *pattern, const char *host)
+int cf_x509_csr(EVP_PKEY *key, const char *const *domains, size_t n, unsigned char **der,
+                size_t *der_len, char *err)
 {
-    char p[256], h[256];
-    if (!pattern || !host || !canon_name(pattern, p) || !canon_name(host, h))
-        return 0;
-    if (!strcmp(p, h))
-        return !strchr(p, '*') || (p[0] == '*' && p[1] == '.' && !strchr(p + 1, '*'));
-    if (p[0] != '*' || p[1] != '.' || strchr(p + 1, '*'))
-        return 0; /* partial wildcards ("a*.x.com") and inner ones are never matched */
-    const char *suffix = p + 1; /* ".example.com" */
-    if (!strchr(suffix + 1, '.'))
-        return 0; /* "*.com": at least two labels must follow the wildcard */
-    if (h[0] == '*')
-        return 0; /* a wildcard host only matches the same wildcard */
-    const char *dot = strchr(h, '.');
-    if (!dot || dot == h)
-        return 0;
-    return strcmp(dot, suffix) == 0; /* exactly one label replaced */
+    *der = NULL;
+    *der_len = 0;
+    if (!key || !domains || n == 0)
+        return cf_errf(err, "a certificate signing request needs a key and a domain");
+    int rc = CF_EINVAL;
+    char why[256];
+    X509_REQ *req = X509_REQ_new();
+    X509_NAME *name = X509_NAME_new();
+    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+    GENERAL_NAMES *gens = dns_names(domains, n);
+    X509_EXTENSION *san = NULL;
+    unsigned char *p = NULL;
+    if (!req || !name || !exts || !gens || !X509_REQ_set_version(req, 0))
+        goto ossl;
+    if (strlen(domains[0]) <= 64 &&
+        !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)domains[0],
+                                    -1, -1, 0))
+        goto ossl;
+    if (!X509_REQ_set_subject_name(req, name))
+        goto ossl;
+    san = X509V3_EXT_i2d(NID_subject_alt_name, 0, gens);
+    if (!san || !sk_X509_EXTENSION_push(exts, san))
+        goto ossl;
+    san = NULL; /* owned by exts now */
+    if (!X509_REQ_add_extensions(req, exts) || !X509_REQ_set_pubkey(req, key) ||
+        !X509_REQ_sign(req, key, EVP_sha256()))
+        goto ossl;
+    int len = i2d_X509_REQ(req, &p);
+    if (len <= 0)
+        goto ossl;
+    *der = cf_xmalloc((size_t)len);
+    memcpy(*der, p, (size_t)len);
+    *der_len = (size_t)len;
+    rc = 0;
+    goto out;
+ossl:
+    cf_errf(err, "cannot build the certificate signing request for '%s': %s", domains[0],
+            ossl_reason(why, sizeof why));
+out:
+    OPENSSL_free(p);
+    X509_EXTENSION_free(san);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    GENERAL_NAMES_free(gens);
+    X509_NAME_free(name);
+    X509_REQ_free(req);
+    return rc;
 }
 
-int cf_x509_covers(const struct cf_cert_info *ci, const char *const *domains, size_t n, char *err)
+static int is_ip_literal(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+char *cf_x509_probe_name(const char *domain)
+{
+    if (domain && !strncmp(domain, "*.", 2))
+        return cf_asprintf("certfleet-probe.%s", domain + 2);
+    return cf_strdup(domain ? domain : "");
+}
+
+int cf_x509_covers_name(X509 *x, const char *name)
+{
+    if (!x || !name || !*name || name[0] == '.')
+        return 0; /* OpenSSL reads a leading dot as "any subdomain of" */
+    if (is_ip_literal(name))
+        return X509_check_ip_asc(x, name, 0) == 1;
+    char *probe = cf_x509_probe_name(name);
+    size_t n = strlen(probe);
+    if (n > 1 && probe[n - 1] == '.')
+        probe[--n] = '\0'; /* an absolute name is the same name */
+    int hit = X509_check_host(x, probe, n, CF_X509_HOST_FLAGS, NULL) == 1;
+    free(probe);
+    ERR_clear_error();
+    return hit;
+}
+
+/* Does the certificate cover every domain?  0, or CF_EINVAL with
+ * "certificate does not cover 'x' (it covers a, b)". */
+static int covers(X509 *x, const struct cf_cert_info *ci, const char *const *domains, size_t n,
+                  char *err)
 {
     for (size_t i = 0; i < n; i++) {
-        int hit = 0;
-        if (ci->n_dns) {
-            for (size_t j = 0; j < ci->n_dns && !hit; j++)
-                hit = cf_x509_name_matches(ci->dns_names[j], domains[i]);
-        } else if (ci->subject_cn && *ci->subject_cn) {
-            hit = cf_x509_name_matches(ci->subject_cn, domains[i]);
-        }
-        if (hit)
+        if (cf_x509_covers_name(x, domains[i]))
             continue;
         struct cf_buf have = CF_BUF_INIT;
         for (size_t j = 0; j < ci->n_dns; j++)
             cf_buf_printf(&have, "%s%s", j ? ", " : "", ci->dns_names[j]);
         if (!ci->n_dns)
-            cf_buf_printf(&have, "no DNS names; subject CN '%s'",
+            cf_buf_printf(&have, "no DNS names; subject CN '%s' is not a name",
                           ci->subject_cn ? ci->subject_cn : "");
         cf_errf(err, "certificate does not cover '%s' (it covers %s)", domains[i], have.data);
         cf_buf_release(&have);
@@ -464,19 +624,24 @@ int cf_x509_ari_certid(const struct cf_cert_info *ci, char **out, char *err)
         return cf_errf(err, "certificate has no authority key identifier (needed for ARI)");
     if (!ci->serial_len)
         return cf_errf(err, "certificate has no serial number");
-    /* DER INTEGER content: a leading zero keeps a high-bit serial positive */
-    unsigned char der[sizeof ci->serial + 1];
-    size_t dl = 0;
-    if (ci->serial[0] & 0x80)
-        der[dl++] = 0;
-    memcpy(der + dl, ci->serial, ci->serial_len);
-    dl += ci->serial_len;
     char *a = cf_b64url(ci->aki, ci->aki_len);
-    char *s = cf_b64url(der, dl);
+    char *s = cf_b64url(ci->serial, ci->serial_len);
     *out = cf_asprintf("%s.%s", a, s);
     free(a);
     free(s);
     return 0;
+}
+
+int cf_x509_ari_certid_pem(const char *cert_pem, char **out, char *err)
+{
+    *out = NULL;
+    struct cf_cert_info ci;
+    char why[CF_ERRLEN];
+    if (cf_x509_parse(cert_pem, 0, &ci, why) != 0)
+        return cf_errf(err, "cannot parse certificate for renewal info: %s", why);
+    int rc = cf_x509_ari_certid(&ci, out, err);
+    cf_cert_info_release(&ci);
+    return rc;
 }
 
 int cf_x509_check_bundle(const char *fullchain_pem, const char *key_pem, const char *const *domains,
@@ -510,7 +675,7 @@ int cf_x509_check_bundle(const char *fullchain_pem, const char *key_pem, const c
             goto out;
         }
     }
-    if ((key = read_key(key_pem, err)) == NULL)
+    if (cf_x509_key_read(key_pem, 0, &key, err) != 0)
         goto out;
     if (EVP_PKEY_eq(X509_get0_pubkey(leaf), key) != 1) {
         char kt[CF_KEYTYPE_LEN];
@@ -526,7 +691,7 @@ int cf_x509_check_bundle(const char *fullchain_pem, const char *key_pem, const c
         ERR_clear_error();
         goto out;
     }
-    if (cf_x509_covers(&ci, domains, n, err) != 0)
+    if (covers(leaf, &ci, domains, n, err) != 0)
         goto out;
     char when[21];
     if (now < ci.not_before) {
@@ -566,7 +731,7 @@ int cf_x509_make_placeholder(const char *const *domains, size_t n, int64_t now, 
         cf_errf(err, "a placeholder certificate needs at least one domain");
         goto out;
     }
-    if ((rc = cf_x509_keygen("ecdsa-256", &key, err)) != 0)
+    if ((rc = cf_x509_keygen("ecdsa-256", 0, &key, err)) != 0)
         goto out;
     rc = CF_EINVAL;
     unsigned char serial[16];
@@ -577,7 +742,7 @@ int cf_x509_make_placeholder(const char *const *domains, size_t n, int64_t now, 
     BIGNUM *bn = BN_bin2bn(serial, sizeof serial, NULL);
     x = X509_new();
     name = X509_NAME_new();
-    gens = GENERAL_NAMES_new();
+    gens = dns_names(domains, n);
     if (!bn || !x || !name || !gens || X509_set_version(x, 2) != 1 ||
         !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x))) {
         BN_free(bn);
@@ -592,17 +757,6 @@ int cf_x509_make_placeholder(const char *const *domains, size_t n, int64_t now, 
         X509_set_subject_name(x, name) != 1 || X509_set_issuer_name(x, name) != 1 ||
         X509_set_pubkey(x, key) != 1)
         goto ossl;
-    for (size_t i = 0; i < n; i++) {
-        GENERAL_NAME *g = GENERAL_NAME_new();
-        ASN1_IA5STRING *s = ASN1_IA5STRING_new();
-        if (!g || !s || !ASN1_STRING_set(s, domains[i], -1)) {
-            GENERAL_NAME_free(g);
-            ASN1_IA5STRING_free(s);
-            goto ossl;
-        }
-        GENERAL_NAME_set0_value(g, GEN_DNS, s);
-        sk_GENERAL_NAME_push(gens, g);
-    }
     if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1)
         goto ossl;
     X509V3_CTX ctx;

@@ -5,7 +5,6 @@
  */
 #include "pipeline_int.h"
 #include "journal.h"
-#include "keys.h"
 #include "util.h"
 
 #include <stdarg.h>
@@ -255,7 +254,7 @@ static int order_resume(struct rcert *c, char **url)
     EVP_PKEY *key = NULL;
     char type[CF_KEYTYPE_LEN] = "";
     if (strcmp(jo.directory_url, c->acme_url) != 0 ||
-        cf_keys_from_pem(jo.key_pem, jo.key_len, &key, err) != 0 ||
+        cf_x509_key_read(jo.key_pem, jo.key_len, &key, err) != 0 ||
         cf_x509_key_type(jo.key_pem, type, err) != 0 || strcmp(type, c->key_type) != 0) {
         /* another CA, or a key this run would not order with */
         EVP_PKEY_free(key);
@@ -283,7 +282,7 @@ static int order_key(struct rcert *c, char *err)
         struct cf_store_pems pems = {0};
         char e[CF_ERRLEN];
         if (cf_store_read(&r->store, c->fc->cert_name, 0, &pems, e) == 0 &&
-            cf_keys_from_pem(pems.privkey, pems.privkey_len, &stored, e) == 0 &&
+            cf_x509_key_read(pems.privkey, pems.privkey_len, &stored, e) == 0 &&
             cf_x509_key_type(pems.privkey, stored_type, e) != 0)
             stored_type[0] = '\0';
         cf_store_pems_release(&pems);
@@ -295,7 +294,7 @@ static int order_key(struct rcert *c, char *err)
         return 0;
     }
     EVP_PKEY_free(stored);
-    return cf_x509_keygen(c->key_type, &c->key, err);
+    return cf_x509_keygen(c->key_type, 0, &c->key, err);
 }
 
 static void order_start(struct rcert *c)

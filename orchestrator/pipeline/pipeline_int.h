@@ -242,9 +242,6 @@ void pl_push_prove(struct push *p);
 void pl_cert_probe_served(struct rcert *c, void (*next)(struct rcert *c));
 /* Does a service of the host (an nginx server block) use the certificate? */
 int pl_host_serves(const struct rhost *h, const char *cert);
-/* The name a TLS probe of domain sends: a wildcard is probed with a
- * name it covers.  Caller frees. */
-char *pl_probe_name(const char *domain);
 void pl_push_rollback(struct push *p, const char *why, int reload);
 /* One host's push is over; the context is freed (after its timer closed). */
 void pl_push_finish(struct push *p, int ok, const char *msg);

@@ -31,7 +31,8 @@ static void prove_next_confirm(struct push *p);
 static void on_confirmed(const struct cf_probe_result *res, void *arg)
 {
     struct push *p = arg;
-    if (res->status != 0 || !cf_probe_serial_eq(res->serial, pl_crep(p->c)->serial)) {
+    if (res->status != 0 || !pl_crep(p->c)->serial ||
+        strcmp(res->serial, pl_crep(p->c)->serial) != 0) {
         if (!p->confirm_bad++)
             snprintf(p->probe_err, sizeof p->probe_err,
                      "host '%s' served serial %s again after serving %s", p->h->cfg->name,
@@ -131,7 +132,7 @@ void pl_push_prove(struct push *p)
     for (size_t i = 0; i < fc->n_domains; i++) {
         const char *d = fc->domains[i];
         /* a wildcard is proved with a name it covers */
-        p->snis[i] = pl_probe_name(d);
+        p->snis[i] = cf_x509_probe_name(d);
         p->preqs[i] = (struct cf_probe_req){.host = p->h->cfg->name,
                                             .address = p->h->cfg->address,
                                             .port = p->h->cfg->https_port,
@@ -143,12 +144,6 @@ void pl_push_prove(struct push *p)
     p->timer_init = 1;
     p->deadline = cf_mono_ms() + (uint64_t)r->o->verify_timeout_s * 1000;
     push_prove_round(p);
-}
-
-char *pl_probe_name(const char *domain)
-{
-    return !strncmp(domain, "*.", 2) ? cf_asprintf("certfleet-probe.%s", domain + 2)
-                                     : cf_strdup(domain);
 }
 
 /* What hosts serve before this run touches them: a host whose files are
@@ -195,7 +190,7 @@ void pl_cert_probe_served(struct rcert *c, void (*next)(struct rcert *c))
     sv->reqs = cf_xcalloc(c->n_hosts ? c->n_hosts : 1, sizeof *sv->reqs);
     sv->res = cf_xcalloc(c->n_hosts ? c->n_hosts : 1, sizeof *sv->res);
     sv->k = cf_xcalloc(c->n_hosts ? c->n_hosts : 1, sizeof *sv->k);
-    sv->sni = pl_probe_name(c->fc->domains[0]);
+    sv->sni = cf_x509_probe_name(c->fc->domains[0]);
     for (size_t k = 0; k < c->n_hosts; k++) {
         struct rhost *h = c->hosts[k];
         if (!pl_host_ready(h) || !pl_host_serves(h, c->fc->cert_name))

@@ -399,8 +399,8 @@ void pl_push_plan(struct rcert *c)
         struct hostcert *hc = c->hcs[k];
         if (!h)
             continue;
-        int other = hc->probed &&
-                    (hc->served_error || !cf_probe_serial_eq(hc->served_serial, hc->live_serial));
+        int other = hc->probed && (hc->served_error || !hc->live_serial ||
+                                   strcmp(hc->served_serial, hc->live_serial) != 0);
         int mixed =
             hc->live_serial && cf_plan_links_version((const char *const *)hc->prev_target) < 0;
         struct cf_plan_host ph = {pl_host_ready(h),     hc->live_serial, hc->live_not_before,
@@ -446,7 +446,7 @@ void pl_push_plan(struct rcert *c)
                                "versions (a run was interrupted between two swaps): pushed "
                                "version %d again",
                                h->cfg->name, c->fc->cert_name, c->cur.version);
-            else if (other && hc->live_serial && cf_probe_serial_eq(hc->live_serial, serial))
+            else if (other && hc->live_serial && !strcmp(hc->live_serial, serial))
                 cf_report_note(r->report,
                                "host '%s' had certificate '%s' version %d on disk but served %s%s: "
                                "pushed again, tested and reloaded",

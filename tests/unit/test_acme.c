@@ -40,7 +40,7 @@
 #include "acme.h"
 #include "cf.h"
 #include "http.h"
-#include "keys.h"
+#include "x509.h"
 #include "util.h"
 
 /* ---------------- unit tests ---------------- */
@@ -278,17 +278,17 @@ static void test_cert_id(void **state)
                                         0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C, 0xDE, 0x01, 0xC8, 0xD4};
     EVP_PKEY *k;
     char err[CF_ERRLEN], *id;
-    assert_int_equal(cf_keys_generate("ecdsa", 256, &k, err), 0);
+    assert_int_equal(cf_x509_keygen("ecdsa", 256, &k, err), 0);
     char *pem = make_cert(aki, sizeof aki, "87654321", "ca", k);
-    assert_int_equal(cf_acme_cert_id(pem, &id, err), 0);
+    assert_int_equal(cf_x509_ari_certid_pem(pem, &id, err), 0);
     assert_string_equal(id, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
     free(id);
     free(pem);
     pem = make_cert(NULL, 0, "01", "ca", k);
-    assert_int_equal(cf_acme_cert_id(pem, &id, err), CF_EINVAL);
+    assert_int_equal(cf_x509_ari_certid_pem(pem, &id, err), CF_EINVAL);
     assert_non_null(strstr(err, "authority key identifier"));
     free(pem);
-    assert_int_equal(cf_acme_cert_id("junk", &id, err), CF_EINVAL);
+    assert_int_equal(cf_x509_ari_certid_pem("junk", &id, err), CF_EINVAL);
     EVP_PKEY_free(k);
 }
 
@@ -296,7 +296,7 @@ static void test_pick_chain(void **state)
 {
     EVP_PKEY *k;
     char err[CF_ERRLEN];
-    assert_int_equal(cf_keys_generate("ecdsa", 256, &k, err), 0);
+    assert_int_equal(cf_x509_keygen("ecdsa", 256, &k, err), 0);
     char *leaf1 = make_cert(NULL, 0, "01", "Intermediate A", k);
     char *top1 = make_cert(NULL, 0, "02", "Root X1", k);
     char *top2 = make_cert(NULL, 0, "03", "Root X2", k);
@@ -340,7 +340,7 @@ static void test_new_validates(void **state)
     assert_int_equal(cf_acme_new(&loop, h, &c, &a, err), 0);
     /* request validation: nothing starts, no callback */
     EVP_PKEY *k;
-    assert_int_equal(cf_keys_generate("ecdsa", 256, &k, err), 0);
+    assert_int_equal(cf_x509_keygen("ecdsa", 256, &k, err), 0);
     const char *wild[] = {"*.fleet.test"};
     struct cf_acme_solver s = {(void *)1, (void *)1, NULL};
     struct cf_acme_order_req r = {.domains = wild, .n_domains = 1, .cert_key = k, .solver = &s};
@@ -522,15 +522,15 @@ static int order_key(EVP_PKEY **key, char *err)
     size_t len = 0;
     int rc;
     if (path && cf_read_file(path, 64 * 1024, &pem, &len) == 0) {
-        rc = cf_keys_from_pem(pem, len, key, err);
-        cf_keys_pem_free(pem, len);
+        rc = cf_x509_key_read(pem, len, key, err);
+        cf_secure_free(pem, len);
         return rc;
     }
-    if ((rc = cf_keys_generate(getenv("CF_ACME_KEYTYPE"), 0, key, err)) != 0 || !path)
+    if ((rc = cf_x509_keygen(getenv("CF_ACME_KEYTYPE"), 0, key, err)) != 0 || !path)
         return rc;
-    if ((rc = cf_keys_to_pem(*key, &pem, &len, err)) == 0)
+    if ((rc = cf_x509_key_pem(*key, &pem, &len, err)) == 0)
         rc = cf_write_file_atomic(path, pem, len, 0600);
-    cf_keys_pem_free(pem, len);
+    cf_secure_free(pem, len);
     return rc;
 }
 

@@ -1,5 +1,5 @@
 /*
- * test_jws.c - JWS, JWK, thumbprints, EAB, key rollover and keys/CSR.
+ * test_jws.c - JWS, JWK, thumbprints, EAB and key rollover (keys and CSRs: test_x509.c).
  * Signatures are verified independently with OpenSSL (ECDSA r||s turned
  * back into DER), the RFC 7638 example key gives the thumbprint vector.
  * The fixed keys below are test keys generated for this file only.
@@ -23,7 +23,7 @@
 
 #include "cf.h"
 #include "jws.h"
-#include "keys.h"
+#include "x509.h"
 #include "util.h"
 
 static const char KEY_P256[] = "-----BEGIN PRIVATE KEY-----\n"
@@ -70,7 +70,7 @@ static EVP_PKEY *load(const char *pem)
 {
     EVP_PKEY *k = NULL;
     char err[CF_ERRLEN];
-    assert_int_equal(cf_keys_from_pem(pem, strlen(pem), &k, err), 0);
+    assert_int_equal(cf_x509_key_read(pem, strlen(pem), &k, err), 0);
     return k;
 }
 
@@ -331,79 +331,6 @@ static void test_rollover_inner(void **state)
     EVP_PKEY_free(nk);
 }
 
-static void test_keys_generate_pem(void **state)
-{
-    struct {
-        const char *type;
-        int bits, want_bits;
-    } cases[] = {{"ecdsa", 0, 256}, {"ecdsa", 384, 384}, {"rsa", 0, 2048}, {"rsa", 3072, 3072}};
-    char err[CF_ERRLEN];
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        EVP_PKEY *k, *back;
-        assert_int_equal(cf_keys_generate(cases[i].type, cases[i].bits, &k, err), 0);
-        const char *t;
-        int b;
-        assert_int_equal(cf_keys_describe(k, &t, &b), 0);
-        assert_string_equal(t, cases[i].type);
-        assert_int_equal(b, cases[i].want_bits);
-        char *pem;
-        size_t len;
-        assert_int_equal(cf_keys_to_pem(k, &pem, &len, err), 0);
-        assert_non_null(strstr(pem, "-----BEGIN PRIVATE KEY-----")); /* PKCS#8 */
-        assert_int_equal(cf_keys_from_pem(pem, len, &back, err), 0);
-        assert_int_equal(EVP_PKEY_eq(k, back), 1);
-        cf_keys_pem_free(pem, len);
-        EVP_PKEY_free(k);
-        EVP_PKEY_free(back);
-    }
-    EVP_PKEY *k = NULL;
-    assert_int_equal(cf_keys_generate("rsa", 1024, &k, err), CF_EINVAL);
-    assert_non_null(strstr(err, "1024"));
-    assert_int_equal(cf_keys_generate("dsa", 0, &k, err), CF_EINVAL);
-    assert_non_null(strstr(err, "'dsa'"));
-    assert_int_equal(cf_keys_generate("ecdsa", 521, &k, err), CF_EINVAL);
-    assert_null(k);
-    assert_int_equal(cf_keys_from_pem("garbage", 7, &k, err), CF_EINVAL);
-}
-
-static void test_csr(void **state)
-{
-    EVP_PKEY *k = load(KEY_P256);
-    const char *domains[] = {"h1.fleet.test", "h2.fleet.test", "*.w.fleet.test"};
-    unsigned char *der;
-    size_t len;
-    char err[CF_ERRLEN];
-    assert_int_equal(cf_keys_csr(k, domains, 3, &der, &len, err), 0);
-    const unsigned char *p = der;
-    X509_REQ *req = d2i_X509_REQ(NULL, &p, (long)len);
-    assert_non_null(req);
-    assert_int_equal(X509_REQ_verify(req, k), 1);
-    assert_int_equal(X509_REQ_get_signature_nid(req), NID_ecdsa_with_SHA256);
-    char cn[256];
-    X509_NAME_get_text_by_NID(X509_REQ_get_subject_name(req), NID_commonName, cn, sizeof cn);
-    assert_string_equal(cn, "h1.fleet.test");
-    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
-    GENERAL_NAMES *gens = NULL;
-    for (int i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
-        X509_EXTENSION *e = sk_X509_EXTENSION_value(exts, i);
-        if (OBJ_obj2nid(X509_EXTENSION_get_object(e)) == NID_subject_alt_name)
-            gens = X509V3_EXT_d2i(e);
-    }
-    assert_non_null(gens);
-    assert_int_equal(sk_GENERAL_NAME_num(gens), 3);
-    for (int i = 0; i < 3; i++) {
-        GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-        assert_int_equal(g->type, GEN_DNS);
-        assert_string_equal((const char *)ASN1_STRING_get0_data(g->d.dNSName), domains[i]);
-    }
-    GENERAL_NAMES_free(gens);
-    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-    X509_REQ_free(req);
-    free(der);
-    assert_int_not_equal(cf_keys_csr(k, domains, 0, &der, &len, err), 0);
-    EVP_PKEY_free(k);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,8 +342,6 @@ int main(void)
         cmocka_unit_test(test_key_authorization_dns01),
         cmocka_unit_test(test_eab),
         cmocka_unit_test(test_rollover_inner),
-        cmocka_unit_test(test_keys_generate_pem),
-        cmocka_unit_test(test_csr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

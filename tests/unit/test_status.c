@@ -54,8 +54,8 @@ static struct cf_status_row mk(const char *host, const char *domain, int probe_s
 static size_t fleet(struct cf_status_row *rows)
 {
     size_t n = 0;
-    rows[n++] = mk("app3", "app.example.com", 0, "0AB1", NOW + 80 * DAY, "AB1");
-    rows[n++] = mk("app4", "app.example.com", 0, "0AB0", NOW + 60 * DAY, "AB1"); /* old */
+    rows[n++] = mk("app3", "app.example.com", 0, "0AB1", NOW + 80 * DAY, "0AB1");
+    rows[n++] = mk("app4", "app.example.com", 0, "0AB0", NOW + 60 * DAY, "0AB1"); /* old */
     rows[n++] = mk("bot", "bot.example.com", 0, "77", NOW + 5 * DAY - 100, "77");
     rows[n++] = mk("qa", "qa.example.com", 0, "88", NOW - 3 * DAY, "88");
     rows[n++] = mk("shop3", "shop.example.com", CF_ECONNECT, NULL, 0, "99");
@@ -71,7 +71,7 @@ static void test_classify(void **state)
 {
     struct cf_status_row r;
 
-    r = mk("h", "d.test", 0, "0A", NOW + 60 * DAY, "A");
+    r = mk("h", "d.test", 0, "0A", NOW + 60 * DAY, "0A");
     cf_status_classify(&r, NOW, 31, -1);
     assert_int_equal(r.state, CF_STATE_OK);
     assert_int_equal(r.matches_store, CF_MATCH_YES);
