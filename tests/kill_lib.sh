@@ -77,6 +77,7 @@ for c in json.load(sys.stdin)["certificates"]:
 kill_setup() {
     kill_cf_args
     kill_map || return 1
+    export KILL_NCERTS # bench/kill prints it
     KILL_NCERTS=$(awk '{print $4}' "$FDIR/kill-map" | sort -u | wc -l)
     local t0 rc
     "$CERTFLEET" apply "${KILL_ARGS[@]}" >"$FDIR/kill-setup.log" 2>&1 || {
