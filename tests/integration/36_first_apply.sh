@@ -2,7 +2,9 @@
 # A first apply on a fresh fleet must succeed every time, not most times:
 # FIRST_APPLY_TRIALS (default 20) fresh 3-host fleets with a shared
 # certificate, each given one `certfleet apply` that must exit 0 and leave
-# every host serving the issued serial for every domain.  A run whose
+# every host serving the issued serial for every domain.  Each host's nginx
+# already runs (without the challenge snippet) with a large configuration,
+# and its sites are written but not loaded.  A run whose
 # HTTP-01 check let the CA in before every nginx worker served the token
 # fails here (pebble fetches each token three times, on new connections).
 # On a failure it prints what pebble reported and the logs of the hosts.
@@ -10,6 +12,7 @@ source "$(dirname "$0")/../lib.sh"
 SUBNET=${FIRST_APPLY_SUBNET:-127.0.36}
 PB=${FIRST_APPLY_PORT_BASE:-14360}
 TRIALS=${FIRST_APPLY_TRIALS:-20}
+MAP_ENTRIES=${FIRST_APPLY_MAP_ENTRIES:-150000}
 
 # cert -> "host:domain ..." that must serve it (tests/fleet/start --shared)
 declare -A SERVES=(
@@ -43,6 +46,14 @@ for t in $(seq 1 "$TRIALS"); do
         # written but not loaded yet: the first apply's reload replaces it
         fleet_up first-apply --hosts 3 --shared --no-sites --subnet "$SUBNET" --port-base "$PB"
         "$CF_ROOT/tests/fleet/sites" "$FDIR" >/dev/null
+        # a large configuration (~0.2 s to parse here): the reload returns
+        # well before the new workers exist, as on a host with many sites;
+        # the old worker then keeps accepting next to the new one for a
+        # while (nginx's master waits 100 ms before it stops the old ones)
+        awk -v n="$MAP_ENTRIES" 'BEGIN { print "map $host $first_apply_big {";
+            for (i = 0; i < n; i++) printf "    n%d.example.invalid %d;\n", i, i; print "}" }' \
+            >"$FDIR/big-map.conf"
+        for h in h1 h2 h3; do ln -s "$FDIR/big-map.conf" "$(hroot $h)/etc/nginx/conf.d/big-map.conf"; done
     else
         fleet_up first-apply --hosts 3 --shared --subnet "$SUBNET" --port-base "$PB"
     fi
