@@ -544,6 +544,10 @@ int cf_http_request(cf_http *h, const struct cf_http_request *req, cf_http_cb cb
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    if (req->fresh_connection) {
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    }
     if (req->ca_bundle)
         curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_bundle);
     if (req->resolve) {

@@ -32,6 +32,7 @@ struct cf_http_request {
     long timeout_ms;            /* 0 = 30 s */
     size_t max_body;            /* 0 = 1 MiB; larger bodies fail with CF_EPROTO */
     const char *resolve;        /* curl CURLOPT_RESOLVE entry "host:port:addr", or NULL */
+    int fresh_connection;       /* a new connection, closed after: never a kept-alive one */
 };
 
 struct cf_http_response {

@@ -32,13 +32,22 @@ struct tokhost {
     struct rhost *h;
     size_t idx; /* host index within the certificate */
     struct cf_hostq *q;
-    int attempts;     /* HTTP fetches of the token so far */
+    int misses;       /* fetches that did not get the token */
+    int confirmed;    /* consecutive fetches that got it */
     uv_timer_t retry; /* between fetches; closed before th is freed */
 };
 
-/* A reload (HUP) lets old and new nginx workers accept side by side for a
- * moment, so one fetch may meet the old configuration: try a few times. */
-#define TOKEN_FETCH_ATTEMPTS 10
+/* A reload (`nginx -s reload`, a HUP) returns before the master has read
+ * the new configuration, and workers of the old one keep accepting new
+ * connections until they have been told to stop: one good answer does not
+ * prove that the next connection, the CA's, meets a new worker (the CA
+ * fetches several times, Let's Encrypt from several places).  So the CA is
+ * told only after TOKEN_CONFIRMATIONS good answers in a row, each on a
+ * connection of its own, TOKEN_CONFIRM_GAP_MS apart; a wrong answer starts
+ * the count again, and TOKEN_FETCH_MISSES of them fail the host. */
+#define TOKEN_CONFIRMATIONS  3
+#define TOKEN_CONFIRM_GAP_MS 150
+#define TOKEN_FETCH_MISSES   10
 #define TOKEN_FETCH_RETRY_MS 200
 
 static int token_fetch(struct tokhost *th);
@@ -115,9 +124,16 @@ static void on_token_fetched(int status, struct cf_http_response *resp, void *ar
     size_t klen = strlen(t->keyauth);
     int good = status == 0 && resp->status == 200 && resp->body_len >= klen &&
                memcmp(resp->body, t->keyauth, klen) == 0;
-    if (!good && th->attempts < TOKEN_FETCH_ATTEMPTS) {
-        uv_timer_start(&th->retry, on_retry, TOKEN_FETCH_RETRY_MS, 0);
+    if (good && ++th->confirmed < TOKEN_CONFIRMATIONS) {
+        uv_timer_start(&th->retry, on_retry, TOKEN_CONFIRM_GAP_MS, 0);
         return;
+    }
+    if (!good) {
+        th->confirmed = 0;
+        if (++th->misses < TOKEN_FETCH_MISSES) {
+            uv_timer_start(&th->retry, on_retry, TOKEN_FETCH_RETRY_MS, 0);
+            return;
+        }
     }
     if (!good) {
         char *url = token_url(th);
@@ -139,8 +155,9 @@ static void on_token_fetched(int status, struct cf_http_response *resp, void *ar
     uv_close((uv_handle_t *)&th->retry, on_retry_closed);
 }
 
-/* Fetch the token back the way the CA will, so a host that cannot serve
- * it fails here with its name and URL instead of as an opaque CA error. */
+/* Fetch the token back the way the CA will, on a new connection, so a host
+ * that cannot serve it fails here with its name and URL instead of as an
+ * opaque CA error. */
 static int token_fetch(struct tokhost *th)
 {
     struct run *r = th->t->c->run;
@@ -148,9 +165,12 @@ static int token_fetch(struct tokhost *th)
     char host_hdr[300];
     snprintf(host_hdr, sizeof host_hdr, "Host: %s", th->t->identifier);
     const char *hdrs[] = {host_hdr, NULL};
-    struct cf_http_request req = {
-        .method = "GET", .url = url, .headers = hdrs, .timeout_ms = 10000, .max_body = 64 * 1024};
-    th->attempts++;
+    struct cf_http_request req = {.method = "GET",
+                                  .url = url,
+                                  .headers = hdrs,
+                                  .timeout_ms = 10000,
+                                  .max_body = 64 * 1024,
+                                  .fresh_connection = 1};
     int rc = cf_http_request(r->http, &req, on_token_fetched, th);
     free(url);
     return rc;
