@@ -267,7 +267,9 @@ static void job_token(struct cf_hostq *q, cf_ssh *s, int status, void *arg)
 static void tok_fanout(struct tok *t)
 {
     struct rcert *c = t->c;
-    t->pending = 1; /* held until every host is queued */
+    /* hostq never calls a job before cf_hostq_push returns, so the count
+     * can be set as the jobs are queued; with no host, settle at once */
+    t->pending = 0;
     for (size_t k = 0; k < c->n_hosts; k++) {
         struct rhost *h = c->hosts[k];
         if (!pl_host_ready(h))
@@ -279,7 +281,10 @@ static void tok_fanout(struct tok *t)
         t->pending++;
         cf_hostq_push(h->q, job_token, th);
     }
-    tok_settle(t);
+    if (t->pending == 0) {
+        t->pending = 1;
+        tok_settle(t);
+    }
 }
 
 static void on_hook_timer_closed(uv_handle_t *hd)
