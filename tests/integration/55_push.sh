@@ -116,6 +116,45 @@ is "stopped nginx: apply exits 0 after repairing it" "$RC" 0
 like "stopped nginx: the run says h3 served nothing and was pushed again" "$OUT" "host 'h3' had certificate 'h3' version [0-9]+ on disk but served nothing"
 is "stopped nginx: h3 serves the store's version again" "$(served_serial_is 127.0.1.3 h3.fleet.test "$(live_serial h3)")" "$(live_serial h3)"
 
+# (2) h1 serves an expired certificate from memory while its files hold the
+# store's current version (someone pointed nginx elsewhere, reloaded, and
+# put the links back): apply reloads it onto the current version
+r1=$(hroot h1)
+python3 - "$FDIR/expired" <<'PY'
+import datetime, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "h1.fleet.test")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=100))
+        .not_valid_after(now - datetime.timedelta(days=10))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("h1.fleet.test")]), False)
+        .sign(key, hashes.SHA256()))
+open(sys.argv[1] + ".pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open(sys.argv[1] + ".key", "wb").write(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+PY
+expired=$(openssl x509 -in "$FDIR/expired.pem" -noout -serial | sed 's/^serial=//')
+crt=$r1/etc/nginx/certs/h1.fullchain.crt
+key=$r1/etc/nginx/certs/h1.key
+crt_t=$(readlink "$crt")
+key_t=$(readlink "$key")
+ln -sfn "$FDIR/expired.pem" "$crt"
+ln -sfn "$FDIR/expired.key" "$key"
+"$r1/bin/nginx-ctl" reload >/dev/null 2>&1
+is "expired in memory: setup, h1 serves the expired certificate" "$(served_serial_is 127.0.1.1 h1.fleet.test "$expired")" "$expired"
+ln -sfn "$crt_t" "$crt"
+ln -sfn "$key_t" "$key"
+cf apply -l h1
+is "expired in memory: apply exits 0" "$RC" 0
+like "expired in memory: the run says what h1 served" "$OUT" "host 'h1' had certificate 'h1' version [0-9]+ on disk but served serial $expired: pushed again, tested and reloaded"
+is "expired in memory: h1 serves the store's version" "$(served_serial_is 127.0.1.1 h1.fleet.test "$(live_serial h1)")" "$(live_serial h1)"
+
 # never a downgrade: a host with a newer certificate than the store's (as
 # when another store pushed it) is not overwritten without --force-push
 cp -a "$STATE" "$FDIR/state-old"
