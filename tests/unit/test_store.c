@@ -123,8 +123,9 @@ static int add(struct fx *f, const char *name, const char *key_type, long serial
 static void test_open_layout_and_modes(void **state)
 {
     struct fx *f = *state;
-    static const char *const subs[] = {"", "/accounts", "/archive", "/live", "/renewal", "/locks"};
-    for (size_t i = 0; i < 6; i++)
+    static const char *const subs[] = {"",         "/accounts", "/archive", "/live",
+                                       "/renewal", "/locks",    "/journal"};
+    for (size_t i = 0; i < 7; i++)
         assert_int_equal(mode_of("%s%s", f->s.dir, subs[i]), 0700);
     assert_true(f->s.dir[0] == '/');
 
@@ -145,6 +146,54 @@ static void test_open_layout_and_modes(void **state)
     assert_int_equal(mode_of("%s", dir), 0700);
     free(p);
     free(a);
+    free(dir);
+}
+
+/* A state directory (or one of its subdirectories) that another user owns
+ * or can write to is refused, naming it and the fix; nothing is repaired
+ * into trust by a chmod. */
+static void test_refuses_untrusted_dirs(void **state)
+{
+    struct fx *f = *state;
+    char *dir = cf_strdup(f->s.dir);
+    cf_store_release(&f->s);
+    char err[CF_ERRLEN];
+    static const char *const subs[] = {"",         "/accounts", "/archive", "/live",
+                                       "/renewal", "/locks",    "/journal"};
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        char *p = cf_asprintf("%s%s", dir, subs[i]);
+        /* world-writable (as a pre-created shared directory would be) */
+        assert_int_equal(chmod(p, 0777), 0);
+        err[0] = '\0';
+        assert_int_not_equal(cf_store_open(&f->s, dir, 0, err), 0);
+        assert_non_null(strstr(err, p));
+        assert_non_null(strstr(err, "chmod 0700"));
+        assert_int_equal(mode_of("%s", p), 0777);
+        assert_int_equal(chmod(p, 0700), 0);
+        /* owned by someone else: only root can set that up */
+        if (geteuid() == 0) {
+            assert_int_equal(chown(p, 65534, 65534), 0);
+            err[0] = '\0';
+            assert_int_not_equal(cf_store_open(&f->s, dir, 0, err), 0);
+            assert_non_null(strstr(err, p));
+            assert_non_null(strstr(err, "owned by uid 65534"));
+            assert_non_null(strstr(err, "chown"));
+            assert_int_equal(chown(p, 0, 0), 0);
+        }
+        free(p);
+    }
+    /* a subdirectory replaced by a link to a directory elsewhere */
+    char *live = cf_asprintf("%s/live", dir);
+    char *elsewhere = cf_asprintf("%s/elsewhere", f->dir);
+    assert_int_equal(mkdir(elsewhere, 0700), 0);
+    assert_int_equal(rmdir(live), 0);
+    assert_int_equal(symlink(elsewhere, live), 0);
+    assert_int_not_equal(cf_store_open(&f->s, dir, 0, err), 0);
+    assert_non_null(strstr(err, "symbolic link"));
+    assert_int_equal(unlink(live), 0);
+    assert_int_equal(cf_store_open(&f->s, dir, 0, err), 0);
+    free(live);
+    free(elsewhere);
     free(dir);
 }
 
@@ -573,6 +622,7 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_layout_and_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refuses_untrusted_dirs, setup, teardown),
         cmocka_unit_test(test_readonly_open),
         cmocka_unit_test_setup_teardown(test_add_versions_and_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renewal_conf, setup, teardown),
