@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1155,8 +1156,15 @@ static int apply_filter(struct ctx *c, const struct expr *e, struct val *in, str
     } else if (!strcmp(f, "int")) {
         if (json_is_integer(j))
             out->j = json_incref((json_t *)j);
-        else if (json_is_real(j))
-            out->j = json_integer((json_int_t)json_real_value(j));
+        else if (json_is_real(j)) {
+            /* out of range (or NaN) has no integer: Python would give a
+             * bignum, which nothing here could use */
+            double d = json_real_value(j);
+            if (!(d > -9.2e18 && d < 9.2e18))
+                r = ctx_err(c, "%g is out of range for 'int'", d);
+            else
+                out->j = json_integer((json_int_t)d);
+        }
         else if (json_is_string(j))
             out->j = json_integer(strtoll(json_string_value(j), NULL, 10));
         else if (json_is_boolean(j))
@@ -1344,7 +1352,10 @@ static int eval_node(struct ctx *c, const struct expr *e, struct val *out)
     case E_NEG:
         if ((r = eval(c, e->a, &a)) != 0 || (r = require_defined(c, &a)) != 0)
             goto done;
-        if (json_is_integer(a.j))
+        if (json_is_integer(a.j) && json_integer_value(a.j) == INT64_MIN)
+            r = ctx_err(c, "the result of -(%lld) does not fit in 64 bits",
+                        (long long)json_integer_value(a.j));
+        else if (json_is_integer(a.j))
             out->j = json_integer(-json_integer_value(a.j));
         else if (json_is_real(a.j))
             out->j = json_real(-json_real_value(a.j));
@@ -1408,8 +1419,12 @@ static int eval_node(struct ctx *c, const struct expr *e, struct val *out)
             out->j = json_copy(a.j);
             json_array_extend(out->j, b.j);
         } else if (json_is_integer(a.j) && json_is_integer(b.j)) {
-            json_int_t x = json_integer_value(a.j), y = json_integer_value(b.j);
-            out->j = json_integer(e->k == E_ADD ? x + y : x - y);
+            json_int_t x = json_integer_value(a.j), y = json_integer_value(b.j), z;
+            if (e->k == E_ADD ? __builtin_add_overflow(x, y, &z) : __builtin_sub_overflow(x, y, &z))
+                r = ctx_err(c, "the result of %lld %c %lld does not fit in 64 bits", (long long)x,
+                            e->k == E_ADD ? '+' : '-', (long long)y);
+            else
+                out->j = json_integer(z);
         } else if (json_is_number(a.j) && json_is_number(b.j)) {
             double x = json_number_value(a.j), y = json_number_value(b.j);
             out->j = json_real(e->k == E_ADD ? x + y : x - y);

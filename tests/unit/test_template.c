@@ -208,6 +208,11 @@ static void test_hostile_input_fails_cleanly(void **st)
         {"{{ 1 if $ else 2 }}", "unexpected character '$'"},
         {"{{ \"\x96\" }}", "not valid UTF-8"}, /* gave json_string() NULL */
         {"{{ 'ok' ~ '\xff\xfe' }}", "not valid UTF-8"},
+        /* signed overflow (UBSan, found by tests/fuzz/fuzz_template) */
+        {"{{ 3 + 9223372036854775807 }}", "does not fit in 64 bits"},
+        {"{{ -9223372036854775807 - 2 }}", "does not fit in 64 bits"},
+        {"{{ -(-9223372036854775807 - 1) }}", "does not fit in 64 bits"},
+        {"{{ 1.0e+300 | int }}", "out of range"},
     };
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++)
         expect_error("{}", small[i].tpl, "t.j2:1:", small[i].needle);
