@@ -879,8 +879,11 @@ static int py_expr(struct pyp *s, json_t **out)
     } else if (isdigit((unsigned char)*p) || (*p == '.' && isdigit((unsigned char)p[1]))) {
         rc = py_number(s, out);
     } else if (*p == '\'' || *p == '"' ||
-               ((strchr("rRuUbB", *p) && (p[1] == '\'' || p[1] == '"')) ||
-                (strchr("rRbB", *p) && strchr("rRbB", p[1]) && (p[2] == '\'' || p[2] == '"')))) {
+               (*p && strchr("rRuUbB", *p) && (p[1] == '\'' || p[1] == '"')) ||
+               (*p && strchr("rRbB", *p) && p[1] && strchr("rRbB", p[1]) &&
+                (p[2] == '\'' || p[2] == '"'))) {
+        /* (strchr finds the terminator too: an empty value must not read
+         * past its end) */
         struct cf_buf b = CF_BUF_INIT;
         cf_buf_puts(&b, "");
         rc = py_string(s, &b);
@@ -2244,9 +2247,7 @@ static int match_one(const struct cf_inventory *inv, const char *pattern, struct
             s += n;
         if (s < 0)
             s = 0;
-        long stop = e + 1;
-        if (stop > n)
-            stop = n;
+        long stop = e >= n ? n : e + 1; /* e may be LONG_MAX */
         for (long i = s; i < stop; i++)
             vec_push(out, all.v[i]);
     } else {

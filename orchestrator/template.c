@@ -1164,8 +1164,7 @@ static int apply_filter(struct ctx *c, const struct expr *e, struct val *in, str
                 r = ctx_err(c, "%g is out of range for 'int'", d);
             else
                 out->j = json_integer((json_int_t)d);
-        }
-        else if (json_is_string(j))
+        } else if (json_is_string(j))
             out->j = json_integer(strtoll(json_string_value(j), NULL, 10));
         else if (json_is_boolean(j))
             out->j = json_integer(json_is_true(j));

@@ -217,6 +217,8 @@ static void test_limit_patterns(void **state)
     assert_sel(inv, "web[-1]", "app4");
     assert_sel(inv, "web[1:2]", "app2 app3");
     assert_sel(inv, "web[2:]", "app3 app4");
+    /* an end past LONG_MAX saturates: no signed overflow (found by fuzz_limit) */
+    assert_sel(inv, "web[1:99999999999999999999999]", "app2 app3 app4");
     assert_sel(inv, " web , db1 ", "app1 app2 app3 app4 db1");
     assert_sel(inv, "nomatch", "ERROR limit 'nomatch' matches no host in the inventory");
     assert_sel(inv, "web:&db", "ERROR limit 'web:&db' matches no host in the inventory");
@@ -410,11 +412,26 @@ static void test_list_and_dumps(void **state)
     cf_inventory_free(inv);
 }
 
+/* Empty values read nothing past their end (ASan, found by fuzz_ini). */
+static void test_ini_empty_values(void **state)
+{
+    (void)state;
+    put("hosts", "h1 x=1\n[all:vars]\nu=\nr=r\nb=\n");
+    struct cf_inventory *inv = load1("hosts");
+    json_t *v = hostvars(inv, "h1", NULL, NULL);
+    assert_string_equal(json_string_value(json_object_get(v, "u")), "");
+    assert_string_equal(json_string_value(json_object_get(v, "r")), "r");
+    assert_string_equal(json_string_value(json_object_get(v, "b")), "");
+    json_decref(v);
+    cf_inventory_free(inv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ini_value_typing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ini_empty_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_ungrouped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
