@@ -2122,10 +2122,61 @@ struct matcher {
     const char *glob;
 };
 
+/* glibc's regcomp copies the tree for every repetition, so stacked ones
+ * ("a++++", "(a{1,99}){1,99}") take memory exponential in their number: a
+ * limit of a few dozen bytes used gigabytes.  Python's re refuses stacked
+ * quantifiers ("multiple repeat"); bounded repeats are limited to a
+ * product of 1000 copies.  NULL when re is fine, else why not. */
+static const char *regex_cost_problem(const char *re)
+{
+    int prev_quant = 0;
+    double copies = 1;
+    for (const char *p = re; *p; p++) {
+        int quant = 0;
+        if (*p == '\\' && p[1]) {
+            p++;
+        } else if (*p == '[') {
+            /* a bracket expression: ']' first is literal */
+            const char *q = p + 1;
+            if (*q == '^')
+                q++;
+            if (*q == ']')
+                q++;
+            while (*q && *q != ']')
+                q++;
+            if (!*q)
+                return NULL; /* regcomp reports it */
+            p = q;
+        } else if (*p == '*' || *p == '+' || *p == '?') {
+            quant = 1;
+        } else if (*p == '{') {
+            char *end;
+            long lo = strtol(p + 1, &end, 10), hi = lo;
+            if (*end == ',')
+                hi = isdigit((unsigned char)end[1]) ? strtol(end + 1, &end, 10) : 100;
+            else if (*end != '}')
+                return NULL;
+            if (lo > 100 || hi > 100)
+                return "a repetition count above 100";
+            copies *= hi > 1 ? (double)hi : 1;
+            if (copies > 1000)
+                return "repetitions too costly to compile";
+            quant = 1;
+        }
+        if (quant && prev_quant)
+            return "multiple repeat";
+        prev_quant = quant;
+    }
+    return NULL;
+}
+
 static int matcher_init(struct matcher *m, const char *pattern, char *err)
 {
     memset(m, 0, sizeof(*m));
     if (pattern[0] == '~') {
+        const char *why = regex_cost_problem(pattern + 1);
+        if (why)
+            return cf_errf(err, "invalid host pattern '%s': %s", pattern, why);
         int r = regcomp(&m->re, pattern + 1, REG_EXTENDED);
         if (r) {
             char buf[256];

@@ -223,6 +223,18 @@ static void test_limit_patterns(void **state)
     assert_sel(inv, "nomatch", "ERROR limit 'nomatch' matches no host in the inventory");
     assert_sel(inv, "web:&db", "ERROR limit 'web:&db' matches no host in the inventory");
     assert_sel(inv, "web[9]", "ERROR no hosts matched the subscripted pattern 'web[9]'");
+    /* regcomp takes memory exponential in stacked repetitions (found by
+     * fuzz_limit: 1 GB for "a" and 26 '+'); refused like Python's re */
+    static const char *const costly[] = {"~a++++++++++++++++++++++++++", "~(a+)++++++++",
+                                         "~((a{1,100}){1,100}){1,100}", "~a{1000}"};
+    for (size_t i = 0; i < sizeof costly / sizeof costly[0]; i++) {
+        char *got = sel(inv, costly[i]);
+        if (!strstr(got, "ERROR invalid host pattern"))
+            fail_msg("limit '%s' gave '%s'", costly[i], got);
+        free(got);
+    }
+    assert_sel(inv, "~app[1-2]{1}", "app1 app2");
+    assert_sel(inv, "~a(p)+[*+]?", "app1 app2 app3 app4");
     char *r = sel(inv, "~(");
     assert_non_null(strstr(r, "ERROR invalid host pattern '~('"));
     free(r);
