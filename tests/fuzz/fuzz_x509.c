@@ -3,11 +3,30 @@
 #include "fuzz.h"
 
 #include "cf.h"
+#include "util.h"
 #include "x509.h"
+
+/* Raw bytes as a PEM block of the given label, so mutations reach the DER
+ * parsers instead of stopping at the base64 armour. */
+static char *armour(const char *label, const uint8_t *data, size_t size)
+{
+    char *b64 = cf_b64(data, size);
+    char *pem = cf_asprintf("-----BEGIN %s-----\n%s\n-----END %s-----\n", label, b64, label);
+    free(b64);
+    return pem;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = fuzz_str(data, size);
+    /* first byte 'D': DER of a certificate, 'K': of a private key;
+     * anything else: the input is PEM text itself */
+    char *text;
+    if (size && data[0] == 'D')
+        text = armour("CERTIFICATE", data + 1, size - 1);
+    else if (size && data[0] == 'K')
+        text = armour("PRIVATE KEY", data + 1, size - 1);
+    else
+        text = fuzz_str(data, size);
     char err[CF_ERRLEN];
     struct cf_cert_info ci;
     memset(&ci, 0, sizeof ci);
