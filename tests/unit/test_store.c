@@ -197,6 +197,24 @@ static void test_refuses_untrusted_dirs(void **state)
     free(dir);
 }
 
+/* The live link's temporary name is random: what sits at the old
+ * predictable PATH.cf-tmp.PID is neither removed, followed nor in the way. */
+static void test_symlink_tmp_name_random(void **state)
+{
+    struct fx *f = *state;
+    char *link = cf_asprintf("%s/live/x.pem", f->s.dir);
+    char *planted = cf_asprintf("%s.cf-tmp.%ld", link, (long)getpid());
+    FILE *fp = fopen(planted, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(cf_symlink_atomic("../../archive/x/cert1.pem", link), 0);
+    assert_string_equal(link_of("%s", link), "../../archive/x/cert1.pem");
+    assert_int_not_equal(mode_of("%s", planted), 01000000); /* still there */
+    assert_int_equal(unlink(planted), 0);
+    free(planted);
+    free(link);
+}
+
 static void test_readonly_open(void **state)
 {
     char *d = tc_tmpdir();
@@ -623,6 +641,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_layout_and_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_untrusted_dirs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_tmp_name_random, setup, teardown),
         cmocka_unit_test(test_readonly_open),
         cmocka_unit_test_setup_teardown(test_add_versions_and_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renewal_conf, setup, teardown),
