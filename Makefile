@@ -29,9 +29,10 @@ DEB_PKGS := build-essential pkg-config libuv1-dev libssh2-1-dev libssl-dev \
             libcmocka-dev openssh-server openssh-client nginx-light pebble \
             ansible python3 python3-aiosmtpd python3-yaml python3-cryptography prometheus curl openssl sqlite3 \
             iproute2 procps clang-format systemd chromium chromium-driver \
-            poppler-utils sudo jq xxd bc time util-linux shellcheck valgrind
+            poppler-utils sudo jq xxd bc time util-linux shellcheck valgrind \
+            clang libclang-rt-14-dev
 
-.PHONY: all deps bench-deps test unit integration demo format format-check install clean check-deps
+.PHONY: all deps bench-deps test unit integration demo format format-check install clean check-deps fuzz
 
 all: certfleet
 
@@ -93,6 +94,30 @@ build/unit$(if $(filter 1,$(SANITIZE)),-san)/%: tests/unit/%.c $(LIBOBJS) $(wild
 	$(Q)$(CC) $(CFLAGS) $(PKG_CFLAGS) -Iorchestrator -I$(GENDIR) -o $@ $< $(LIBOBJS) $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka) -lm
 
 unit-bins: $(UNIT_BINS)
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c): the certfleet objects built
+# again by clang under ASan+UBSan with coverage, one binary per target in
+# build/fuzz/.  tests/run runs each briefly, bench/fuzz for long.
+FUZZ_CC      := clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wno-unused-parameter $(FUZZ_SAN)
+FUZZ_OBJDIR  := build/fuzz/obj
+FUZZ_OBJS    := $(patsubst $(OBJDIR)/%,$(FUZZ_OBJDIR)/%,$(LIBOBJS))
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+
+$(FUZZ_OBJDIR)/%.o: orchestrator/%.c $(wildcard orchestrator/*.h orchestrator/pipeline/*.h) $(GENDIR)/remote_sh.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -Iorchestrator -I$(GENDIR) $(PKG_CFLAGS) -c -o $@ $<
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJS)
+	@$(if $(Q),echo "  FUZZ $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Iorchestrator -I$(GENDIR) $(PKG_CFLAGS) -o $@ $< $(FUZZ_OBJS) $(PKG_LIBS) -lm
+
+.SECONDARY: $(FUZZ_OBJS)
+
+fuzz: $(FUZZ_BINS)
 
 test: check-deps
 	@$(MAKE) --no-print-directory certfleet unit-bins SANITIZE=$(SANITIZE)

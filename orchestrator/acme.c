@@ -875,7 +875,8 @@ static int account_key_load(struct cf_acme *a, char *err)
         goto out;
     if ((rc = cf_x509_key_pem(a->account_key, &pem, &len, err)) != 0)
         goto out;
-    if (cf_mkdir_p(a->account_dir, 0700) != 0 || cf_write_file_atomic(path, pem, len, 0600) != 0) {
+    if ((rc = cf_dir_ensure_private(a->account_dir, 0, err)) == 0 &&
+        cf_write_file_atomic(path, pem, len, 0600) != 0) {
         rc = CF_EIO;
         cf_errf(err, "cannot write account key '%s': %s", path, strerror(errno));
     }

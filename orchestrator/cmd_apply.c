@@ -30,7 +30,7 @@
     "      --acme-concurrency N   orders in flight at once (default 10)\n"                         \
     "      --lock-timeout SEC     wait this long for a certificate locked by another run\n"        \
     "      --serial N             push to N hosts of a certificate at a time\n"                    \
-    "      --max-fail-percentage P  stop pushing once more than P%% of its hosts failed\n"         \
+    "      --max-fail-percentage P  stop pushing once more than P% of its hosts failed\n"          \
     "      --verify-timeout SEC   how long to wait for the new serial to be served (20)\n"         \
     "      --force-push           replace a certificate on a host even when it is newer\n"         \
     "      --diff                 show unified diffs of changed files\n"                           \

@@ -83,7 +83,10 @@ static int open_common(struct cf_db *db, const char *state_dir, int flags, char 
         }
         free(wal);
     }
-    int orc = sqlite3_open_v2(uri ? uri : db->path, &db->h, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    /* NOFOLLOW: a state.db link planted in the state directory must not make
+     * certfleet create or write a file where the link points */
+    int orc = sqlite3_open_v2(uri ? uri : db->path, &db->h,
+                              flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
     free(uri);
     if (orc != SQLITE_OK) {
         int rc = db_err(db, "cannot open", err);

@@ -879,8 +879,11 @@ static int py_expr(struct pyp *s, json_t **out)
     } else if (isdigit((unsigned char)*p) || (*p == '.' && isdigit((unsigned char)p[1]))) {
         rc = py_number(s, out);
     } else if (*p == '\'' || *p == '"' ||
-               ((strchr("rRuUbB", *p) && (p[1] == '\'' || p[1] == '"')) ||
-                (strchr("rRbB", *p) && strchr("rRbB", p[1]) && (p[2] == '\'' || p[2] == '"')))) {
+               (*p && strchr("rRuUbB", *p) && (p[1] == '\'' || p[1] == '"')) ||
+               (*p && strchr("rRbB", *p) && p[1] && strchr("rRbB", p[1]) &&
+                (p[2] == '\'' || p[2] == '"'))) {
+        /* (strchr finds the terminator too: an empty value must not read
+         * past its end) */
         struct cf_buf b = CF_BUF_INIT;
         cf_buf_puts(&b, "");
         rc = py_string(s, &b);
@@ -2119,10 +2122,61 @@ struct matcher {
     const char *glob;
 };
 
+/* glibc's regcomp copies the tree for every repetition, so stacked ones
+ * ("a++++", "(a{1,99}){1,99}") take memory exponential in their number: a
+ * limit of a few dozen bytes used gigabytes.  Python's re refuses stacked
+ * quantifiers ("multiple repeat"); bounded repeats are limited to a
+ * product of 1000 copies.  NULL when re is fine, else why not. */
+static const char *regex_cost_problem(const char *re)
+{
+    int prev_quant = 0;
+    double copies = 1;
+    for (const char *p = re; *p; p++) {
+        int quant = 0;
+        if (*p == '\\' && p[1]) {
+            p++;
+        } else if (*p == '[') {
+            /* a bracket expression: ']' first is literal */
+            const char *q = p + 1;
+            if (*q == '^')
+                q++;
+            if (*q == ']')
+                q++;
+            while (*q && *q != ']')
+                q++;
+            if (!*q)
+                return NULL; /* regcomp reports it */
+            p = q;
+        } else if (*p == '*' || *p == '+' || *p == '?') {
+            quant = 1;
+        } else if (*p == '{') {
+            char *end;
+            long lo = strtol(p + 1, &end, 10), hi = lo;
+            if (*end == ',')
+                hi = isdigit((unsigned char)end[1]) ? strtol(end + 1, &end, 10) : 100;
+            else if (*end != '}')
+                return NULL;
+            if (lo > 100 || hi > 100)
+                return "a repetition count above 100";
+            copies *= hi > 1 ? (double)hi : 1;
+            if (copies > 1000)
+                return "repetitions too costly to compile";
+            quant = 1;
+        }
+        if (quant && prev_quant)
+            return "multiple repeat";
+        prev_quant = quant;
+    }
+    return NULL;
+}
+
 static int matcher_init(struct matcher *m, const char *pattern, char *err)
 {
     memset(m, 0, sizeof(*m));
     if (pattern[0] == '~') {
+        const char *why = regex_cost_problem(pattern + 1);
+        if (why)
+            return cf_errf(err, "invalid host pattern '%s': %s", pattern, why);
         int r = regcomp(&m->re, pattern + 1, REG_EXTENDED);
         if (r) {
             char buf[256];
@@ -2244,9 +2298,7 @@ static int match_one(const struct cf_inventory *inv, const char *pattern, struct
             s += n;
         if (s < 0)
             s = 0;
-        long stop = e + 1;
-        if (stop > n)
-            stop = n;
+        long stop = e >= n ? n : e + 1; /* e may be LONG_MAX */
         for (long i = s; i < stop; i++)
             vec_push(out, all.v[i]);
     } else {

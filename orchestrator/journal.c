@@ -34,9 +34,17 @@ static char *tokens_path(const char *state_dir, const char *host)
 static int journal_write(const char *state_dir, const char *sub, const char *path, const void *data,
                          size_t len, char *err)
 {
-    char *dir = cf_asprintf("%s/journal/%s", state_dir, sub);
-    int rc = cf_mkdir_p(dir, 0700);
-    if (rc == 0 && (rc = cf_write_file_atomic(path, data, len, 0600)) == 0) {
+    char *top = cf_asprintf("%s/journal", state_dir);
+    char *dir = cf_asprintf("%s/%s", top, sub);
+    int rc = cf_dir_ensure_private(top, 0, err);
+    if (rc == 0)
+        rc = cf_dir_ensure_private(dir, 0, err);
+    free(top);
+    if (rc != 0) {
+        free(dir);
+        return rc;
+    }
+    if ((rc = cf_write_file_atomic(path, data, len, 0600)) == 0) {
         int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd >= 0) {
             fsync(fd);

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #ifndef CF_VERSION
 #define CF_VERSION "0.1.0"
@@ -92,6 +93,9 @@ int main(int argc, char **argv)
      * fails with EPIPE and the probe reports that host.  (libssh2 and
      * libcurl already send with MSG_NOSIGNAL.) */
     signal(SIGPIPE, SIG_IGN);
+    /* Everything certfleet creates (state, keys, journal, reports) is
+     * private unless a mode is set explicitly. */
+    umask(077);
     if (argc < 2) {
         print_overview(stderr);
         return CF_EXIT_USAGE;

@@ -48,17 +48,11 @@ static int check_name(const char *name, char *err)
                    name ? name : "");
 }
 
-static int ensure_dir(const char *path, char *err)
+/* Every directory of the store: created 0700, and refused when another
+ * user owns it or can write to it (it would hand them the private keys). */
+static int ensure_dir(const char *path, int follow, char *err)
 {
-    if (cf_mkdir_p(path, 0700) != 0) {
-        cf_errf(err, "cannot create directory '%s': %s", path, strerror(errno));
-        return CF_EIO;
-    }
-    if (chmod(path, 0700) != 0) {
-        cf_errf(err, "cannot set mode 0700 on '%s': %s", path, strerror(errno));
-        return CF_EIO;
-    }
-    return 0;
+    return cf_dir_ensure_private(path, follow, err);
 }
 
 /* Directories under archive/ and live/ 0700, archived keys 0600. */
@@ -107,12 +101,15 @@ int cf_store_open(struct cf_store *s, const char *dir, unsigned flags, char *err
         return cf_errf(err, "no state directory given (--state-dir)");
     int rc;
     if (!s->readonly) {
-        static const char *const subs[] = {"accounts", "archive", "live", "renewal", "locks"};
-        if ((rc = ensure_dir(dir, err)) != 0)
+        static const char *const subs[] = {"accounts", "archive", "live",
+                                           "renewal",  "locks",   "journal"};
+        /* the state dir itself may be reached through a link its owner
+         * chose; nothing inside it may be one */
+        if ((rc = ensure_dir(dir, 1, err)) != 0)
             return rc;
         for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
             char *p = cf_asprintf("%s/%s", dir, subs[i]);
-            rc = ensure_dir(p, err);
+            rc = ensure_dir(p, 0, err);
             free(p);
             if (rc)
                 return rc;
@@ -520,7 +517,7 @@ int cf_store_add(struct cf_store *s, const char *name, const char *fullchain_pem
     full = cf_asprintf("%s%s", leaf, chain);
     adir = cf_asprintf("%s/archive/%s", s->dir, name);
     ldir = cf_asprintf("%s/live/%s", s->dir, name);
-    if ((rc = ensure_dir(adir, err)) != 0 || (rc = ensure_dir(ldir, err)) != 0)
+    if ((rc = ensure_dir(adir, 0, err)) != 0 || (rc = ensure_dir(ldir, 0, err)) != 0)
         goto out;
     int n = max_archived(s, name) + 1;
     const char *data[NKINDS] = {key_pem, leaf, chain, full};

@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,14 @@ struct scope {
     struct scope *up;
 };
 
+/* What one top-level render may spend, shared by its nested renders: a
+ * value that refers to itself many times, or loops inside loops, must end
+ * with an error instead of exhausting memory or time. */
+struct budget {
+    size_t bytes;        /* text produced, intermediate strings included */
+    unsigned long steps; /* evaluations, loop iterations, values printed */
+};
+
 struct ctx {
     const char *file;
     int line;
@@ -51,6 +60,9 @@ struct ctx {
     const json_t *vars;
     struct scope *locals;
     int depth;
+    int nest;  /* eval() recursion, nested renders included */
+    int block; /* {% if %}/{% for %} nesting while building */
+    struct budget *budget;
     const char *via; /* the variable whose value is being rendered */
     char *err;
 };
@@ -69,6 +81,22 @@ static int ctx_err(struct ctx *c, const char *fmt, ...)
 }
 
 /* Say which variable is undefined, and whose value referred to it. */
+/* Count a step against the budget; an error once it is spent. */
+static int spend(struct ctx *c, size_t bytes)
+{
+    struct budget *bu = c->budget;
+    bu->bytes += bytes;
+    if (++bu->steps > CF_TEMPLATE_MAX_STEPS)
+        return ctx_err(c,
+                       "the template takes more than %lu steps (loops inside loops, or a "
+                       "variable used many times inside itself?)",
+                       (unsigned long)CF_TEMPLATE_MAX_STEPS);
+    if (bu->bytes > CF_TEMPLATE_MAX_OUTPUT)
+        return ctx_err(c, "the template expands to more than %u MiB",
+                       (unsigned)(CF_TEMPLATE_MAX_OUTPUT >> 20));
+    return 0;
+}
+
 static int undef_err(struct ctx *c, const struct val *v)
 {
     if (v->via)
@@ -187,13 +215,25 @@ struct lexer {
     struct ctx *c;
     const char *src; /* whole expression, for messages */
     int failed;
+    int nest;    /* parser recursion */
+    size_t ntok; /* tokens read */
 };
 
 static int lex_fail(struct lexer *L, const char *what)
 {
-    if (!L->failed)
-        ctx_err(L->c, "cannot parse expression '%s': %s", L->src, what);
+    if (!L->failed) {
+        /* the message quotes the expression; a long one is cut */
+        int n = (int)strlen(L->src);
+        ctx_err(L->c, "cannot parse expression '%.*s%s': %s", n > 200 ? 200 : n, L->src,
+                n > 200 ? "..." : "", what);
+    }
     L->failed = 1;
+    /* no token stays current: a parser that looks at it once more sees
+     * the end, never a stale operator or a freed name */
+    free(L->s);
+    L->s = NULL;
+    L->k = TK_END;
+    L->p = "";
     return CF_EINVAL;
 }
 
@@ -201,6 +241,12 @@ static int lex_next(struct lexer *L)
 {
     free(L->s);
     L->s = NULL;
+    if (L->failed) {
+        L->k = TK_END;
+        return CF_EINVAL;
+    }
+    if (++L->ntok > CF_TEMPLATE_MAX_TOKENS)
+        return lex_fail(L, "expression too long");
     while (*L->p && isspace((unsigned char)*L->p))
         L->p++;
     const char *p = L->p;
@@ -252,6 +298,10 @@ static int lex_next(struct lexer *L)
             return lex_fail(L, "unterminated string");
         }
         L->s = cf_buf_detach(&b, NULL);
+        json_t *probe = json_string(L->s);
+        if (!probe)
+            return lex_fail(L, "a string that is not valid UTF-8");
+        json_decref(probe);
         L->p = p + 1;
         L->k = TK_STR;
         return 0;
@@ -297,6 +347,18 @@ static int expect_op(struct lexer *L, const char *op)
 }
 
 static struct expr *parse_cond(struct lexer *L);
+
+/* Every recursion of the parser passes here: deep nesting is an error,
+ * not a stack overflow. */
+static int parse_enter(struct lexer *L)
+{
+    if (L->nest >= CF_TEMPLATE_MAX_NEST) {
+        lex_fail(L, "nested too deeply");
+        return -1;
+    }
+    L->nest++;
+    return 0;
+}
 
 static struct expr *parse_primary(struct lexer *L)
 {
@@ -446,9 +508,11 @@ static struct expr *parse_postfix(struct lexer *L)
 static struct expr *parse_unary(struct lexer *L)
 {
     if (is_op(L, "-")) {
-        lex_next(L);
+        if (lex_next(L) != 0 || parse_enter(L) != 0)
+            return NULL;
         struct expr *n = expr_new(E_NEG);
         n->a = parse_unary(L);
+        L->nest--;
         if (!n->a) {
             expr_free(n);
             return NULL;
@@ -525,9 +589,11 @@ fail:
 static struct expr *parse_not(struct lexer *L)
 {
     if (is_kw(L, "not")) {
-        lex_next(L);
+        if (lex_next(L) != 0 || parse_enter(L) != 0)
+            return NULL;
         struct expr *n = expr_new(E_NOT);
         n->a = parse_not(L);
+        L->nest--;
         if (!n->a) {
             expr_free(n);
             return NULL;
@@ -571,7 +637,18 @@ static struct expr *parse_or(struct lexer *L)
     return e;
 }
 
+static struct expr *parse_cond_in(struct lexer *L);
+
 static struct expr *parse_cond(struct lexer *L)
+{
+    if (parse_enter(L) != 0)
+        return NULL;
+    struct expr *e = parse_cond_in(L);
+    L->nest--;
+    return e;
+}
+
+static struct expr *parse_cond_in(struct lexer *L)
 {
     struct expr *e = parse_or(L);
     if (e && is_kw(L, "if")) {
@@ -660,7 +737,9 @@ static void py_repr(const json_t *j, struct cf_buf *b, int top)
         break;
     case JSON_ARRAY: {
         cf_buf_puts(b, "[");
-        for (size_t i = 0; i < json_array_size(j); i++) {
+        /* a list that shares one big value many times: stop early, the
+         * caller's size check reports it */
+        for (size_t i = 0; i < json_array_size(j) && b->len <= CF_TEMPLATE_MAX_OUTPUT; i++) {
             if (i)
                 cf_buf_puts(b, ", ");
             py_repr(json_array_get(j, i), b, 0);
@@ -675,6 +754,8 @@ static void py_repr(const json_t *j, struct cf_buf *b, int top)
         cf_buf_puts(b, "{");
         json_object_foreach((json_t *)j, k, v)
         {
+            if (b->len > CF_TEMPLATE_MAX_OUTPUT)
+                break;
             if (!first)
                 cf_buf_puts(b, ", ");
             first = 0;
@@ -695,6 +776,16 @@ static char *to_text(const json_t *j)
     struct cf_buf b = CF_BUF_INIT;
     py_repr(j, &b, 1);
     return cf_buf_detach(&b, NULL);
+}
+
+/* A string result as a JSON value; text that is not UTF-8 (bytes from a
+ * template file) is an error, never a NULL value. */
+static int text_val(struct ctx *c, const char *s, json_t **out)
+{
+    *out = json_string(s);
+    if (!*out)
+        return ctx_err(c, "the result is not valid UTF-8 text");
+    return 0;
 }
 
 int cf_template_is_template(const char *s)
@@ -761,9 +852,9 @@ static int expand_string(struct ctx *c, const char *varname, const char *s, stru
     char *txt = NULL;
     if ((r = render_string(&n, s, &txt)) != 0)
         return r;
-    out->j = json_string(txt);
+    r = text_val(c, txt, &out->j);
     free(txt);
-    return 0;
+    return r;
 }
 
 /* A value fetched from a variable: strings holding templates are expanded. */
@@ -783,7 +874,24 @@ static int fetched(struct ctx *c, const struct expr *e, json_t *j, struct val *o
 
 /* Render every template string inside a list or dict (for join, output,
  * loops over a list given literally). */
+static int deep_expand_in(struct ctx *c, const char *name, json_t *in, json_t **out);
+
 static int deep_expand(struct ctx *c, const char *name, json_t *in, json_t **out)
+{
+    *out = NULL;
+    if (c->nest >= CF_TEMPLATE_MAX_NEST)
+        return ctx_err(c, "the value of '%s' is nested more than %d levels deep", name,
+                       CF_TEMPLATE_MAX_NEST);
+    int r = spend(c, 0);
+    if (r)
+        return r;
+    c->nest++;
+    r = deep_expand_in(c, name, in, out);
+    c->nest--;
+    return r;
+}
+
+static int deep_expand_in(struct ctx *c, const char *name, json_t *in, json_t **out)
 {
     if (json_is_string(in) && cf_template_is_template(json_string_value(in))) {
         struct val v = {0};
@@ -993,7 +1101,7 @@ static int apply_filter(struct ctx *c, const struct expr *e, struct val *in, str
         }
         json_decref(x);
         char *s = cf_buf_detach(&b, NULL);
-        out->j = json_string(s);
+        r = text_val(c, s, &out->j);
         free(s);
     } else if (!strcmp(f, "lower") || !strcmp(f, "upper") || !strcmp(f, "trim") ||
                !strcmp(f, "string") || !strcmp(f, "dirname") || !strcmp(f, "basename") ||
@@ -1041,16 +1149,22 @@ static int apply_filter(struct ctx *c, const struct expr *e, struct val *in, str
             free(s);
             s = cf_buf_detach(&b, NULL);
         }
-        out->j = json_string(s);
+        r = text_val(c, s, &out->j);
         free(s);
     } else if (!strcmp(f, "bool")) {
         out->j = json_boolean(ansible_bool(j));
     } else if (!strcmp(f, "int")) {
         if (json_is_integer(j))
             out->j = json_incref((json_t *)j);
-        else if (json_is_real(j))
-            out->j = json_integer((json_int_t)json_real_value(j));
-        else if (json_is_string(j))
+        else if (json_is_real(j)) {
+            /* out of range (or NaN) has no integer: Python would give a
+             * bignum, which nothing here could use */
+            double d = json_real_value(j);
+            if (!(d > -9.2e18 && d < 9.2e18))
+                r = ctx_err(c, "%g is out of range for 'int'", d);
+            else
+                out->j = json_integer((json_int_t)d);
+        } else if (json_is_string(j))
             out->j = json_integer(strtoll(json_string_value(j), NULL, 10));
         else if (json_is_boolean(j))
             out->j = json_integer(json_is_true(j));
@@ -1144,7 +1258,32 @@ static struct scope *scope_find(struct scope *s, const char *name)
     return NULL;
 }
 
+static int eval_node(struct ctx *c, const struct expr *e, struct val *out);
+
+/* Every evaluation passes here: nesting and total work are bounded. */
 static int eval(struct ctx *c, const struct expr *e, struct val *out)
+{
+    out->j = NULL;
+    out->undef = NULL;
+    if (c->nest >= CF_TEMPLATE_MAX_NEST)
+        return ctx_err(c, "the expression is nested more than %d levels deep",
+                       CF_TEMPLATE_MAX_NEST);
+    int r = spend(c, 0);
+    if (r)
+        return r;
+    c->nest++;
+    r = eval_node(c, e, out);
+    c->nest--;
+    /* a list costs what its slots take: `l + l` doubles with every level */
+    size_t cost = json_is_string(out->j)  ? json_string_length(out->j)
+                  : json_is_array(out->j) ? 8 * json_array_size(out->j)
+                                          : 0;
+    if (r == 0 && cost && (r = spend(c, cost)) != 0)
+        val_release(out);
+    return r;
+}
+
+static int eval_node(struct ctx *c, const struct expr *e, struct val *out)
 {
     struct val a = {0}, b = {0};
     int r = 0, t = 0;
@@ -1212,7 +1351,10 @@ static int eval(struct ctx *c, const struct expr *e, struct val *out)
     case E_NEG:
         if ((r = eval(c, e->a, &a)) != 0 || (r = require_defined(c, &a)) != 0)
             goto done;
-        if (json_is_integer(a.j))
+        if (json_is_integer(a.j) && json_integer_value(a.j) == INT64_MIN)
+            r = ctx_err(c, "the result of -(%lld) does not fit in 64 bits",
+                        (long long)json_integer_value(a.j));
+        else if (json_is_integer(a.j))
             out->j = json_integer(-json_integer_value(a.j));
         else if (json_is_real(a.j))
             out->j = json_real(-json_real_value(a.j));
@@ -1268,7 +1410,7 @@ static int eval(struct ctx *c, const struct expr *e, struct val *out)
                    (e->k == E_ADD && json_is_string(a.j) && json_is_string(b.j))) {
             char *x = to_text(a.j), *y = to_text(b.j);
             char *s = cf_asprintf("%s%s", x, y);
-            out->j = json_string(s);
+            r = text_val(c, s, &out->j);
             free(x);
             free(y);
             free(s);
@@ -1276,8 +1418,12 @@ static int eval(struct ctx *c, const struct expr *e, struct val *out)
             out->j = json_copy(a.j);
             json_array_extend(out->j, b.j);
         } else if (json_is_integer(a.j) && json_is_integer(b.j)) {
-            json_int_t x = json_integer_value(a.j), y = json_integer_value(b.j);
-            out->j = json_integer(e->k == E_ADD ? x + y : x - y);
+            json_int_t x = json_integer_value(a.j), y = json_integer_value(b.j), z;
+            if (e->k == E_ADD ? __builtin_add_overflow(x, y, &z) : __builtin_sub_overflow(x, y, &z))
+                r = ctx_err(c, "the result of %lld %c %lld does not fit in 64 bits", (long long)x,
+                            e->k == E_ADD ? '+' : '-', (long long)y);
+            else
+                out->j = json_integer(z);
         } else if (json_is_number(a.j) && json_is_number(b.j)) {
             double x = json_number_value(a.j), y = json_number_value(b.j);
             out->j = json_real(e->k == E_ADD ? x + y : x - y);
@@ -1475,8 +1621,27 @@ static const char *tag_word(const char *s, char word[16])
 
 /* Build nodes from pieces[*i] until one of the stop words; *stop gets the
  * word that ended the block ("" at the end of the text). */
+static int build_level(struct ctx *c, struct piece *pc, size_t n, size_t *i,
+                       const char *const *stops, struct tnode **out, char stop[16]);
+
+/* Every level of {% if %}/{% for %} passes here: deep nesting is an error,
+ * not a stack overflow. */
 static int build(struct ctx *c, struct piece *pc, size_t n, size_t *i, const char *const *stops,
                  struct tnode **out, char stop[16])
+{
+    if (c->block >= CF_TEMPLATE_MAX_NEST) {
+        *out = NULL;
+        stop[0] = 0;
+        return ctx_err(c, "blocks nested more than %d levels deep", CF_TEMPLATE_MAX_NEST);
+    }
+    c->block++;
+    int r = build_level(c, pc, n, i, stops, out, stop);
+    c->block--;
+    return r;
+}
+
+static int build_level(struct ctx *c, struct piece *pc, size_t n, size_t *i,
+                       const char *const *stops, struct tnode **out, char stop[16])
 {
     struct tnode *head = NULL, **tail = &head;
     int r = 0;
@@ -1629,6 +1794,8 @@ static int render_nodes(struct ctx *c, const struct tnode *nd, struct cf_buf *b)
         switch (nd->k) {
         case N_TEXT:
             cf_buf_puts(b, nd->text);
+            if ((r = spend(c, strlen(nd->text))) != 0)
+                return r;
             break;
         case N_EXPR: {
             struct val v = {0};
@@ -1653,9 +1820,12 @@ static int render_nodes(struct ctx *c, const struct tnode *nd, struct cf_buf *b)
             }
             char *t = to_text(x);
             cf_buf_puts(b, t);
+            r = spend(c, strlen(t));
             free(t);
             json_decref(x);
             val_release(&v);
+            if (r)
+                return r;
             break;
         }
         case N_IF: {
@@ -1717,7 +1887,9 @@ static int render_nodes(struct ctx *c, const struct tnode *nd, struct cf_buf *b)
                 json_object_set_new(loop, "last", json_boolean(k + 1 == len));
                 json_object_set_new(loop, "length", json_integer((json_int_t)len));
                 s_var.val = json_array_get(list, k);
-                r = render_nodes(c, nd->body, b);
+                r = spend(c, 0);
+                if (!r)
+                    r = render_nodes(c, nd->body, b);
             }
             c->locals = saved;
             json_decref(loop);
@@ -1758,9 +1930,12 @@ out:
     return r;
 }
 
-static void ctx_init(struct ctx *c, const char *name, int line, const json_t *vars, char *err)
+static void ctx_init(struct ctx *c, const char *name, int line, const json_t *vars,
+                     struct budget *budget, char *err)
 {
     memset(c, 0, sizeof *c);
+    memset(budget, 0, sizeof *budget);
+    c->budget = budget;
     c->file = name ? name : "<template>";
     c->line = line > 0 ? line : 1;
     c->vars = vars;
@@ -1771,10 +1946,11 @@ int cf_template_render(const char *name, int line, const char *text, const json_
                        char *err)
 {
     struct ctx c;
+    struct budget bu;
     *out = NULL;
     if (!json_is_object(vars))
         return cf_errf(err, "%s: template variables must be a dict", name ? name : "<template>");
-    ctx_init(&c, name, line, vars, err);
+    ctx_init(&c, name, line, vars, &bu, err);
     return render_string(&c, text, out);
 }
 
@@ -1814,9 +1990,9 @@ static int value_walk(struct ctx *c, const json_t *in, json_t **out)
         c->line = line;
         if (r)
             return r;
-        *out = json_string(txt);
+        r = text_val(c, txt, out);
         free(txt);
-        return 0;
+        return r;
     }
     if (json_is_array(in)) {
         json_t *a = json_array();
@@ -1855,10 +2031,11 @@ int cf_template_value(const char *name, int line, const json_t *in, const json_t
                       json_t **out, char *err)
 {
     struct ctx c;
+    struct budget bu;
     *out = NULL;
     if (!json_is_object(vars))
         return cf_errf(err, "%s: template variables must be a dict", name ? name : "<template>");
-    ctx_init(&c, name, line, vars, err);
+    ctx_init(&c, name, line, vars, &bu, err);
     c.fixed_line = 1;
     return value_walk(&c, in, out);
 }
@@ -1867,10 +2044,11 @@ int cf_template_condition(const char *name, int line, const char *expr, const js
                           int *truth, char *err)
 {
     struct ctx c;
+    struct budget bu;
     *truth = 0;
     if (!json_is_object(vars))
         return cf_errf(err, "%s: template variables must be a dict", name ? name : "<template>");
-    ctx_init(&c, name, line, vars, err);
+    ctx_init(&c, name, line, vars, &bu, err);
     c.fixed_line = 1;
     char *inner = single_expr(expr); /* `when: "{{ x }}"` is accepted too */
     struct expr *e = parse_expr(&c, inner ? inner : expr);

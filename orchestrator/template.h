@@ -31,6 +31,16 @@
 
 #define CF_TEMPLATE_MAX_DEPTH 16
 
+/* Bounds of one render, so that a hostile or mistaken value ends in an
+ * error naming file:line instead of a crash or an exhausted machine:
+ * nesting of expressions and of blocks, tokens in one expression, text
+ * produced (intermediate strings included) and evaluation steps (loop
+ * iterations included). */
+#define CF_TEMPLATE_MAX_NEST   200
+#define CF_TEMPLATE_MAX_TOKENS 20000
+#define CF_TEMPLATE_MAX_OUTPUT (64u << 20)
+#define CF_TEMPLATE_MAX_STEPS  5000000ul
+
 /* Render text with vars (a JSON object).  name is the file name used in
  * errors and line the line number of text's first line in it (1 for a
  * template file; a task's line for a string inside a task).  *out is a new

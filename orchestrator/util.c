@@ -16,6 +16,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 int cf_verbosity = 0;
@@ -323,17 +324,78 @@ out:
 
 int cf_symlink_atomic(const char *target, const char *path)
 {
-    char *tmp = cf_asprintf("%s.cf-tmp.%ld", path, (long)getpid());
-    unlink(tmp);
-    int rc = 0;
-    if (symlink(target, tmp) != 0)
-        rc = CF_EIO;
-    else if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        rc = CF_EIO;
+    /* symlink() never replaces or follows what is there, so a random name
+     * retried on EEXIST cannot be hijacked or made to fail by a planted file */
+    for (int tries = 0; tries < 16; tries++) {
+        unsigned char rnd[8];
+        if (RAND_bytes(rnd, sizeof rnd) != 1)
+            return CF_EIO;
+        char hex[17];
+        for (size_t i = 0; i < sizeof rnd; i++)
+            sprintf(hex + 2 * i, "%02x", rnd[i]);
+        char *tmp = cf_asprintf("%s.cf-tmp.%s", path, hex);
+        int rc = 0;
+        if (symlink(target, tmp) != 0) {
+            rc = errno == EEXIST ? 1 : CF_EIO;
+        } else if (rename(tmp, path) != 0) {
+            unlink(tmp);
+            rc = CF_EIO;
+        }
+        free(tmp);
+        if (rc <= 0)
+            return rc;
     }
-    free(tmp);
-    return rc;
+    return CF_EIO;
+}
+
+int cf_dir_check_private(const char *path, int follow, char *err)
+{
+    struct stat st;
+    if ((follow ? stat(path, &st) : lstat(path, &st)) != 0) {
+        if (errno == ENOENT)
+            return CF_ENOENT;
+        cf_errf(err, "cannot inspect directory '%s': %s", path, strerror(errno));
+        return CF_EIO;
+    }
+    if (S_ISLNK(st.st_mode))
+        return cf_errf(err,
+                       "'%s' is a symbolic link, not a directory: remove it (the state "
+                       "directory keeps private keys, so certfleet follows no link inside it)",
+                       path);
+    if (!S_ISDIR(st.st_mode))
+        return cf_errf(err, "'%s' is not a directory", path);
+    uid_t me = geteuid();
+    if (st.st_uid != me)
+        return cf_errf(err,
+                       "directory '%s' is owned by uid %ld, not by uid %ld that runs certfleet: "
+                       "another user could read or replace private keys in it; "
+                       "'chown -R %ld %s' if it is yours, or use another --state-dir",
+                       path, (long)st.st_uid, (long)me, (long)me, path);
+    if (st.st_mode & 022)
+        return cf_errf(err,
+                       "directory '%s' is group- or world-writable (mode %04o): another user "
+                       "could plant files in it; 'chmod 0700 %s'",
+                       path, (unsigned)(st.st_mode & 07777), path);
+    return 0;
+}
+
+int cf_dir_ensure_private(const char *path, int follow, char *err)
+{
+    if (cf_mkdir_p(path, 0700) != 0) {
+        cf_errf(err, "cannot create directory '%s': %s", path, strerror(errno));
+        return CF_EIO;
+    }
+    int rc = cf_dir_check_private(path, follow, err);
+    if (rc == CF_ENOENT)
+        cf_errf(err, "directory '%s' disappeared while being created", path);
+    if (rc)
+        return rc;
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mode & 07777) != 0700 && chmod(path, 0700) != 0) {
+        cf_errf(err, "cannot set mode 0700 on '%s': %s", path, strerror(errno));
+        return CF_EIO;
+    }
+    return 0;
 }
 
 int64_t cf_now_ms(void)

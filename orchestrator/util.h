@@ -46,8 +46,21 @@ int cf_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 /* mkdir -p with the given mode for created directories. */
 int cf_mkdir_p(const char *path, mode_t mode);
 
-/* Replace (or create) the symlink path -> target atomically. */
+/* Replace (or create) the symlink path -> target atomically; the
+ * temporary link has a random name created exclusively. */
 int cf_symlink_atomic(const char *target, const char *path);
+
+/* Create path (mkdir -p, 0700) if needed, then refuse it unless it is a
+ * directory owned by the effective user and neither group- nor
+ * world-writable: a directory someone else controls could have files or
+ * links planted in it.  follow=0 also refuses a symbolic link at path.
+ * Returns 0, or CF_EINVAL/CF_EIO with err naming the directory and saying
+ * how to fix it (chown/chmod). */
+int cf_dir_ensure_private(const char *path, int follow, char *err);
+
+/* The check of cf_dir_ensure_private alone, for a directory that exists:
+ * 0, CF_ENOENT when it does not exist, CF_EINVAL when it is not trusted. */
+int cf_dir_check_private(const char *path, int follow, char *err);
 
 /* Duplicate a string; aborts on out-of-memory (the only sane reaction for
  * a CLI tool), so callers need not check. */

@@ -522,10 +522,18 @@ static json_t *resolve_plain(const char *s)
 
 #define YAML_MAX_DEPTH 256
 
+/* What a document may weigh with every alias expanded: each node counts
+ * 16 and a scalar its length besides.  Aliases are shared here, but
+ * `inventory --list` prints them expanded, and a 600-byte alias bomb
+ * expands to gigabytes; real inventories stay far below. */
+#define YAML_MAX_WEIGHT  ((size_t)64 << 20)
+#define YAML_NODE_WEIGHT 16
+
 struct anchor {
     struct anchor *next;
     char *name;
     json_t *value;
+    size_t weight; /* of the value expanded */
     struct cf_pos pos;
 };
 
@@ -533,6 +541,7 @@ struct loader {
     yaml_parser_t parser;
     const char *file;
     struct anchor *anchors;
+    size_t weight; /* of the document so far, aliases expanded */
     char *err;
 };
 
@@ -571,9 +580,11 @@ static struct cf_pos mark_pos(struct loader *ld, const yaml_mark_t *m)
     return p;
 }
 
-static void set_anchor(struct loader *ld, const char *name, json_t *v, struct cf_pos pos)
+static void set_anchor(struct loader *ld, const char *name, json_t *v, size_t weight,
+                       struct cf_pos pos)
 {
     struct anchor *a = cf_xcalloc(1, sizeof(*a));
+    a->weight = weight;
     a->name = cf_strdup(name);
     a->value = json_incref(v);
     a->pos = pos;
@@ -737,6 +748,12 @@ static int parse_mapping(struct loader *ld, json_t *obj, int depth)
             rc = yaml_err(ld, &kmark, "found unhashable key");
             break;
         }
+        struct cf_pos first;
+        if (json_object_get(obj, k) && cf_vars_member_pos(obj, k, &first) == 0)
+            cf_log(0,
+                   "warning: %s:%zu:%zu: duplicate key '%s' (first at line %d): the last "
+                   "value is used",
+                   ld->file, kmark.line + 1, kmark.column + 1, k, first.line);
         json_object_set_new(obj, k, val);
         cf_vars_set_member_pos(obj, k, &vpos);
         free(k);
@@ -770,15 +787,25 @@ static int parse_node(struct loader *ld, yaml_event_t *ev, json_t **out, struct 
     int rc = 0;
     json_t *v = NULL;
     const char *anchor = NULL;
+    size_t weight_before = ld->weight;
     *out = NULL;
     *where = mark_pos(ld, &ev->start_mark);
     if (depth > YAML_MAX_DEPTH)
         return yaml_err(ld, &ev->start_mark, "nesting deeper than %d levels", YAML_MAX_DEPTH);
+    ld->weight += YAML_NODE_WEIGHT;
+    if (ev->type == YAML_SCALAR_EVENT)
+        ld->weight += ev->data.scalar.length;
     switch (ev->type) {
     case YAML_ALIAS_EVENT: {
         const char *name = (const char *)ev->data.alias.anchor;
         for (struct anchor *a = ld->anchors; a; a = a->next) {
             if (strcmp(a->name, name) == 0) {
+                ld->weight += a->weight;
+                if (ld->weight > YAML_MAX_WEIGHT)
+                    return yaml_err(ld, &ev->start_mark,
+                                    "aliases expand the document beyond %zu MiB (alias '%s'; "
+                                    "an alias bomb?)",
+                                    YAML_MAX_WEIGHT >> 20, name);
                 *out = json_incref(a->value);
                 return 0;
             }
@@ -826,7 +853,7 @@ static int parse_node(struct loader *ld, yaml_event_t *ev, json_t **out, struct 
         return CF_ENOMEM;
     cf_vars_set_pos(v, where->file, where->line, where->col);
     if (anchor)
-        set_anchor(ld, anchor, v, *where);
+        set_anchor(ld, anchor, v, ld->weight - weight_before, *where);
     *out = v;
     return 0;
 }

@@ -4,9 +4,13 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cf.h"
+#include "commands.h"
 #include "opts.h"
 #include "report.h"
 
@@ -114,6 +118,32 @@ static void test_report_json_shape(void **state)
     cf_report_release(&r);
 }
 
+/* `apply --help` is printed as is, not through printf: no "%%" in it. */
+static void test_apply_help_text(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/cf-test-cli-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stdout);
+    int saved = dup(1);
+    dup2(fd, 1);
+    char *argv[] = {"apply", "--help", NULL};
+    int rc = cmd_apply(2, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    static char out[16384];
+    ssize_t n = pread(fd, out, sizeof out - 1, 0);
+    close(fd);
+    unlink(path);
+    assert_int_equal(rc, 0);
+    assert_true(n > 0);
+    out[n] = '\0';
+    assert_non_null(strstr(out, "more than P% of its hosts"));
+    assert_null(strstr(out, "%%"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -123,6 +153,7 @@ int main(void)
         cmocka_unit_test(test_opts_output_formats),
         cmocka_unit_test(test_report_exit_codes),
         cmocka_unit_test(test_report_json_shape),
+        cmocka_unit_test(test_apply_help_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

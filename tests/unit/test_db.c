@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -249,6 +250,31 @@ static void test_readonly_missing(void **state)
     free(dir);
 }
 
+/* A state.db link planted in the state directory is refused: SQLite must
+ * not create or write the file it points to. */
+static void test_refuses_db_symlink(void **state)
+{
+    char *dir = tc_tmpdir();
+    char *db = cf_asprintf("%s/state.db", dir);
+    char *target = cf_asprintf("%s/created-through-link", dir);
+    assert_int_equal(symlink(target, db), 0);
+    struct cf_db h;
+    char err[CF_ERRLEN] = "";
+    assert_int_not_equal(cf_db_open(&h, dir, err), 0);
+    assert_non_null(strstr(err, "state.db"));
+    struct stat st;
+    assert_int_not_equal(lstat(target, &st), 0);
+    /* an existing target is not read through the link either */
+    FILE *fp = fopen(target, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_not_equal(cf_db_open_readonly(&h, dir, err), 0);
+    tc_rmrf(dir);
+    free(target);
+    free(db);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +284,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deployments_and_scans, setup, teardown),
         cmocka_unit_test(test_readonly_missing),
+        cmocka_unit_test(test_refuses_db_symlink),
     };
     return cmocka_run_group_tests_name("db", tests, NULL, NULL);
 }

@@ -217,10 +217,24 @@ static void test_limit_patterns(void **state)
     assert_sel(inv, "web[-1]", "app4");
     assert_sel(inv, "web[1:2]", "app2 app3");
     assert_sel(inv, "web[2:]", "app3 app4");
+    /* an end past LONG_MAX saturates: no signed overflow (found by fuzz_limit) */
+    assert_sel(inv, "web[1:99999999999999999999999]", "app2 app3 app4");
     assert_sel(inv, " web , db1 ", "app1 app2 app3 app4 db1");
     assert_sel(inv, "nomatch", "ERROR limit 'nomatch' matches no host in the inventory");
     assert_sel(inv, "web:&db", "ERROR limit 'web:&db' matches no host in the inventory");
     assert_sel(inv, "web[9]", "ERROR no hosts matched the subscripted pattern 'web[9]'");
+    /* regcomp takes memory exponential in stacked repetitions (found by
+     * fuzz_limit: 1 GB for "a" and 26 '+'); refused like Python's re */
+    static const char *const costly[] = {"~a++++++++++++++++++++++++++", "~(a+)++++++++",
+                                         "~((a{1,100}){1,100}){1,100}", "~a{1000}"};
+    for (size_t i = 0; i < sizeof costly / sizeof costly[0]; i++) {
+        char *got = sel(inv, costly[i]);
+        if (!strstr(got, "ERROR invalid host pattern"))
+            fail_msg("limit '%s' gave '%s'", costly[i], got);
+        free(got);
+    }
+    assert_sel(inv, "~app[1-2]{1}", "app1 app2");
+    assert_sel(inv, "~a(p)+[*+]?", "app1 app2 app3 app4");
     char *r = sel(inv, "~(");
     assert_non_null(strstr(r, "ERROR invalid host pattern '~('"));
     free(r);
@@ -410,11 +424,26 @@ static void test_list_and_dumps(void **state)
     cf_inventory_free(inv);
 }
 
+/* Empty values read nothing past their end (ASan, found by fuzz_ini). */
+static void test_ini_empty_values(void **state)
+{
+    (void)state;
+    put("hosts", "h1 x=1\n[all:vars]\nu=\nr=r\nb=\n");
+    struct cf_inventory *inv = load1("hosts");
+    json_t *v = hostvars(inv, "h1", NULL, NULL);
+    assert_string_equal(json_string_value(json_object_get(v, "u")), "");
+    assert_string_equal(json_string_value(json_object_get(v, "r")), "r");
+    assert_string_equal(json_string_value(json_object_get(v, "b")), "");
+    json_decref(v);
+    cf_inventory_free(inv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ini_value_typing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ini_empty_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_patterns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_ungrouped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),

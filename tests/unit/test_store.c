@@ -123,8 +123,9 @@ static int add(struct fx *f, const char *name, const char *key_type, long serial
 static void test_open_layout_and_modes(void **state)
 {
     struct fx *f = *state;
-    static const char *const subs[] = {"", "/accounts", "/archive", "/live", "/renewal", "/locks"};
-    for (size_t i = 0; i < 6; i++)
+    static const char *const subs[] = {"",         "/accounts", "/archive", "/live",
+                                       "/renewal", "/locks",    "/journal"};
+    for (size_t i = 0; i < 7; i++)
         assert_int_equal(mode_of("%s%s", f->s.dir, subs[i]), 0700);
     assert_true(f->s.dir[0] == '/');
 
@@ -146,6 +147,72 @@ static void test_open_layout_and_modes(void **state)
     free(p);
     free(a);
     free(dir);
+}
+
+/* A state directory (or one of its subdirectories) that another user owns
+ * or can write to is refused, naming it and the fix; nothing is repaired
+ * into trust by a chmod. */
+static void test_refuses_untrusted_dirs(void **state)
+{
+    struct fx *f = *state;
+    char *dir = cf_strdup(f->s.dir);
+    cf_store_release(&f->s);
+    char err[CF_ERRLEN];
+    static const char *const subs[] = {"",         "/accounts", "/archive", "/live",
+                                       "/renewal", "/locks",    "/journal"};
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        char *p = cf_asprintf("%s%s", dir, subs[i]);
+        /* world-writable (as a pre-created shared directory would be) */
+        assert_int_equal(chmod(p, 0777), 0);
+        err[0] = '\0';
+        assert_int_not_equal(cf_store_open(&f->s, dir, 0, err), 0);
+        assert_non_null(strstr(err, p));
+        assert_non_null(strstr(err, "chmod 0700"));
+        assert_int_equal(mode_of("%s", p), 0777);
+        assert_int_equal(chmod(p, 0700), 0);
+        /* owned by someone else: only root can set that up */
+        if (geteuid() == 0) {
+            assert_int_equal(chown(p, 65534, 65534), 0);
+            err[0] = '\0';
+            assert_int_not_equal(cf_store_open(&f->s, dir, 0, err), 0);
+            assert_non_null(strstr(err, p));
+            assert_non_null(strstr(err, "owned by uid 65534"));
+            assert_non_null(strstr(err, "chown"));
+            assert_int_equal(chown(p, 0, 0), 0);
+        }
+        free(p);
+    }
+    /* a subdirectory replaced by a link to a directory elsewhere */
+    char *live = cf_asprintf("%s/live", dir);
+    char *elsewhere = cf_asprintf("%s/elsewhere", f->dir);
+    assert_int_equal(mkdir(elsewhere, 0700), 0);
+    assert_int_equal(rmdir(live), 0);
+    assert_int_equal(symlink(elsewhere, live), 0);
+    assert_int_not_equal(cf_store_open(&f->s, dir, 0, err), 0);
+    assert_non_null(strstr(err, "symbolic link"));
+    assert_int_equal(unlink(live), 0);
+    assert_int_equal(cf_store_open(&f->s, dir, 0, err), 0);
+    free(live);
+    free(elsewhere);
+    free(dir);
+}
+
+/* The live link's temporary name is random: what sits at the old
+ * predictable PATH.cf-tmp.PID is neither removed, followed nor in the way. */
+static void test_symlink_tmp_name_random(void **state)
+{
+    struct fx *f = *state;
+    char *link = cf_asprintf("%s/live/x.pem", f->s.dir);
+    char *planted = cf_asprintf("%s.cf-tmp.%ld", link, (long)getpid());
+    FILE *fp = fopen(planted, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(cf_symlink_atomic("../../archive/x/cert1.pem", link), 0);
+    assert_string_equal(link_of("%s", link), "../../archive/x/cert1.pem");
+    assert_int_not_equal(mode_of("%s", planted), 01000000); /* still there */
+    assert_int_equal(unlink(planted), 0);
+    free(planted);
+    free(link);
 }
 
 static void test_readonly_open(void **state)
@@ -573,6 +640,8 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_layout_and_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refuses_untrusted_dirs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_tmp_name_random, setup, teardown),
         cmocka_unit_test(test_readonly_open),
         cmocka_unit_test_setup_teardown(test_add_versions_and_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renewal_conf, setup, teardown),

