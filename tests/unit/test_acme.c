@@ -233,6 +233,17 @@ static void test_parse_time(void **state)
     assert_int_equal(t, 1445412480);
     assert_int_equal(cf_acme_parse_time("2015-10-21 07:28:00", &t), CF_EINVAL);
     assert_int_equal(cf_acme_parse_time("2015-10-21T07:28:00Zjunk", &t), CF_EINVAL);
+    /* short or malformed offsets (found by fuzzing: "+7:30" read past the
+     * end of the string) */
+    static const char *const bad_offsets[] = {
+        "2015-10-21T07:28:00+7:30", "2015-10-21T07:28:00+07:3", "2015-10-21T07:28:00+",
+        "2015-10-21T07:28:00-07",   "2015-10-21T07:28:00+0730", "2015-10-21T07:28:00+24:00",
+        "2015-10-21T07:28:00+07:60"};
+    for (size_t i = 0; i < sizeof bad_offsets / sizeof bad_offsets[0]; i++)
+        if (cf_acme_parse_time(bad_offsets[i], &t) != CF_EINVAL)
+            fail_msg("'%s' was accepted", bad_offsets[i]);
+    assert_int_equal(cf_acme_parse_time("2015-10-21T02:58:00-04:30", &t), 0);
+    assert_int_equal(t, 1445412480);
     assert_int_equal(cf_acme_parse_time(NULL, &t), CF_EINVAL);
 }
 
