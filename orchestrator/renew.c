@@ -222,8 +222,9 @@ static enum cf_renew_decision decide(const struct cf_renew_input *in, struct cf_
     due = cur->not_before + (shortlived ? life / 2 : life * 2 / 3);
     out->lifetime_rule = 1;
     char lt[32], dd[21];
-    if (life % DAY == 0)
-        snprintf(lt, sizeof lt, "%lld-day", (long long)(life / DAY));
+    int64_t whole = (life + DAY / 2) / DAY; /* CAs add or drop a few seconds */
+    if (llabs(life - whole * DAY) < 3600)
+        snprintf(lt, sizeof lt, "%lld-day", (long long)whole);
     else
         snprintf(lt, sizeof lt, "%lld-hour", (long long)(life / 3600));
     cf_x509_iso8601(due, dd);
