@@ -20,6 +20,7 @@
 #include "cf.h"
 #include "acme.h"
 #include "jws.h"
+#include "plan.h"
 #include "x509.h"
 #include "util.h"
 
@@ -1126,6 +1127,7 @@ struct order {
     char **domains;
     size_t n_domains;
     char *challenge_type, *replaces, *preferred_chain, *resume_url;
+    char *replaces_server, *replaces_account; /* where the replaced certificate came from */
     EVP_PKEY *cert_key;
     struct cf_acme_solver solver;
     cf_acme_order_cb cb;
@@ -1153,6 +1155,8 @@ static void order_free(struct order *o)
     free(o->domains);
     free(o->challenge_type);
     free(o->replaces);
+    free(o->replaces_server);
+    free(o->replaces_account);
     free(o->preferred_chain);
     free(o->resume_url);
     EVP_PKEY_free(o->cert_key);
@@ -1237,6 +1241,8 @@ static void order_created(struct order *o)
     }
 }
 
+static void new_order(struct order *o);
+
 static void on_order_object(void *ctx, int status, struct cf_http_response *resp, const char *err)
 {
     struct order *o = ctx;
@@ -1247,7 +1253,27 @@ static void on_order_object(void *ctx, int status, struct cf_http_response *resp
         return;
     }
     const char *url = o->order_url ? o->order_url : o->a->new_order;
+    if (!o->order_url && o->replaces && resp->status == 409 &&
+        problem_type_is(resp, ":alreadyReplaced")) {
+        /* RFC 9773 §5 / Boulder: the named certificate already has a
+         * replacement order (one finalized by an earlier run whose
+         * download or store failed).  The order itself is fine: place it
+         * once more without `replaces`. */
+        cf_debug("acme: '%s' was already replaced (409 alreadyReplaced): ordering '%s' again "
+                 "without replaces",
+                 o->replaces, o->domains[0]);
+        free(o->replaces);
+        o->replaces = NULL;
+        new_order(o);
+        return;
+    }
     if ((status = resp_json(resp, url, o->domains[0], &j, &msg)) != 0) {
+        if (status == CF_ELIMIT && !o->order_url) {
+            /* keep the CA's Retry-After for the caller's next runs */
+            int64_t ms = retry_after_of(resp);
+            if (ms > 0)
+                o->res.retry_at = (cf_now_ms() + ms + 999) / 1000;
+        }
         order_fail(o, status, msg);
         return;
     }
@@ -1831,6 +1857,14 @@ static void new_order(struct order *o)
     for (size_t i = 0; i < o->n_domains; i++)
         json_array_append_new(ids, json_pack("{s:s, s:s}", "type", "dns", "value", o->domains[i]));
     json_t *p = json_pack("{s:o}", "identifiers", ids);
+    if (o->replaces && !cf_plan_replaces(o->a->renewal_info != NULL, o->replaces_server,
+                                         o->a->directory_url, o->replaces_account, o->a->kid)) {
+        cf_debug("acme: not naming '%s' in replaces for '%s': %s", o->replaces, o->domains[0],
+                 !o->a->renewal_info ? "the directory offers no renewalInfo"
+                                     : "it was issued by another directory or account");
+        free(o->replaces);
+        o->replaces = NULL;
+    }
     if (o->replaces)
         json_object_set_new(p, "replaces", json_string(o->replaces));
     char *payload = json_dumps(p, JSON_COMPACT);
@@ -1961,6 +1995,8 @@ int cf_acme_order(struct cf_acme *a, const struct cf_acme_order_req *r, cf_acme_
     o->n_domains = r->n_domains;
     o->challenge_type = cf_strdup(ct);
     o->replaces = r->replaces && *r->replaces ? cf_strdup(r->replaces) : NULL;
+    o->replaces_server = r->replaces_server ? cf_strdup(r->replaces_server) : NULL;
+    o->replaces_account = r->replaces_account ? cf_strdup(r->replaces_account) : NULL;
     o->preferred_chain =
         r->preferred_chain && *r->preferred_chain ? cf_strdup(r->preferred_chain) : NULL;
     EVP_PKEY_up_ref(r->cert_key);
@@ -1981,7 +2017,7 @@ int cf_acme_order(struct cf_acme *a, const struct cf_acme_order_req *r, cf_acme_
 struct simple_op {
     struct cf_acme *a;
     void (*cb)(int status, const char *err, void *arg);
-    void (*ari_cb)(int status, int64_t start, int64_t end, const char *err, void *arg);
+    cf_acme_ari_cb ari_cb;
     void *arg;
     char *cert_id;
     char *key_type;
@@ -2024,9 +2060,11 @@ int cf_acme_account(struct cf_acme *a, void (*cb)(int status, const char *err, v
     return 0;
 }
 
-static void ari_done(struct simple_op *op, int status, int64_t s, int64_t e, const char *err)
+static void ari_done(struct simple_op *op, int status, const struct cf_acme_ari *ari,
+                     const char *err)
 {
-    op->ari_cb(status, s, e, err, op->arg);
+    struct cf_acme_ari none = {0};
+    op->ari_cb(status, ari ? ari : &none, err, op->arg);
     op_done(op, status, err);
 }
 
@@ -2035,22 +2073,33 @@ static void on_renewal_info(void *ctx, int status, struct cf_http_response *resp
     struct simple_op *op = ctx;
     json_t *j = NULL;
     char *msg = NULL;
-    int64_t s = 0, e = 0;
+    struct cf_acme_ari ari = {0};
     if (status) {
         msg = cf_asprintf("acme: renewal info: %s", err);
         goto out;
     }
+    /* RFC 9773 §4.3: ask again no sooner than Retry-After says, on
+     * success and on error alike */
+    int64_t ra = retry_after_of(resp);
+    if (ra > 0)
+        ari.retry_at = (cf_now_ms() + ra + 999) / 1000;
     if ((status = resp_json(resp, op->a->renewal_info, NULL, &j, &msg)) != 0)
         goto out;
     const json_t *w = json_object_get(j, "suggestedWindow");
-    if (cf_acme_parse_time(jstr(w, "start"), &s) != 0 ||
-        cf_acme_parse_time(jstr(w, "end"), &e) != 0 || e <= s) {
+    if (cf_acme_parse_time(jstr(w, "start"), &ari.start) != 0 ||
+        cf_acme_parse_time(jstr(w, "end"), &ari.end) != 0 || ari.end <= ari.start) {
         status = CF_EPROTO;
         msg = cf_asprintf("acme: renewal info for '%s' has no valid suggestedWindow", op->cert_id);
+        goto out;
     }
+    /* §4.2: explanationURL, shown to the operator; only a vetted URL */
+    const char *ex = jstr(j, "explanationURL");
+    if (ex && strlen(ex) <= ACME_MAX_URL && !strncmp(ex, "https://", 8) &&
+        strcspn(ex, " \t\r\n\"'<>") == strlen(ex))
+        ari.explanation_url = ex;
 out:
+    ari_done(op, status, &ari, msg);
     json_decref(j);
-    ari_done(op, status, s, e, msg);
     free(msg);
 }
 
@@ -2058,13 +2107,13 @@ static void on_ari_ready(void *ctx, int status, const char *err)
 {
     struct simple_op *op = ctx;
     if (status) {
-        ari_done(op, status, 0, 0, err);
+        ari_done(op, status, NULL, err);
         return;
     }
     if (!op->a->renewal_info) {
         char *msg =
             cf_asprintf("acme: server '%s' offers no renewalInfo (ARI)", op->a->directory_url);
-        ari_done(op, CF_ENOENT, 0, 0, msg);
+        ari_done(op, CF_ENOENT, NULL, msg);
         free(msg);
         return;
     }
@@ -2076,10 +2125,8 @@ static void on_ari_ready(void *ctx, int status, const char *err)
     req_send(r);
 }
 
-int cf_acme_renewal_info(struct cf_acme *a, const char *cert_pem,
-                         void (*cb)(int status, int64_t start, int64_t end, const char *err,
-                                    void *arg),
-                         void *arg, char *err)
+int cf_acme_renewal_info(struct cf_acme *a, const char *cert_pem, cf_acme_ari_cb cb, void *arg,
+                         char *err)
 {
     if (!a || a->closing)
         return CF_ECANCELED;

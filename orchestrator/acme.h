@@ -92,9 +92,17 @@ struct cf_acme_solver {
 struct cf_acme_order_req {
     const char *const *domains; /* first one becomes the CN */
     size_t n_domains;
-    const char *challenge_type;  /* "http-01" (default) or "dns-01"; wildcards need dns-01 */
-    EVP_PKEY *cert_key;          /* the certificate's key, signs the CSR */
-    const char *replaces;        /* ARI certID of the certificate this one replaces, or NULL */
+    const char *challenge_type; /* "http-01" (default) or "dns-01"; wildcards need dns-01 */
+    EVP_PKEY *cert_key;         /* the certificate's key, signs the CSR */
+    /* ARI certID of the certificate this one replaces, or NULL.  It is
+     * sent only when cf_plan_replaces() allows it for this directory and
+     * account, given the directory URL and account URL that certificate
+     * was issued by (replaces_server, replaces_account; NULL = unknown,
+     * which never allows it).  A 409 alreadyReplaced answer to newOrder
+     * places the order once more without it. */
+    const char *replaces;
+    const char *replaces_server;
+    const char *replaces_account;
     const char *preferred_chain; /* issuer CN of the top of the preferred chain, or NULL */
     const struct cf_acme_solver *solver;
     /* An order URL journaled by an earlier run against the same account
@@ -125,6 +133,9 @@ struct cf_acme_order_result {
     char *error;         /* with status != 0: "acme: <type> for '<domain>': <detail>" etc. */
     char *cert_url;
     char *order_url; /* also on failure, once the order URL is known */
+    /* CF_ELIMIT from newOrder: when the CA's Retry-After says to come
+     * back (epoch seconds), 0 when it gave none */
+    int64_t retry_at;
 };
 
 typedef void (*cf_acme_order_cb)(int status, struct cf_acme_order_result *res, void *arg);
@@ -151,13 +162,23 @@ int cf_acme_order(struct cf_acme *a, const struct cf_acme_order_req *r, cf_acme_
 int cf_acme_account(struct cf_acme *a, void (*cb)(int status, const char *err, void *arg),
                     void *arg);
 
-/* RFC 9773: the suggested renewal window of cert_pem (start, end in Unix
- * seconds).  cb gets CF_ENOENT when the directory has no renewalInfo.
+/* What a renewalInfo answer said (RFC 9773 §4.2, §4.3).  Valid only
+ * during the callback. */
+struct cf_acme_ari {
+    int64_t start, end;          /* suggestedWindow, Unix seconds (status 0 only) */
+    int64_t retry_at;            /* Retry-After as Unix seconds; 0 = none given */
+    const char *explanation_url; /* https URL the CA wants shown, or NULL */
+};
+typedef void (*cf_acme_ari_cb)(int status, const struct cf_acme_ari *ari, const char *err,
+                               void *arg);
+
+/* RFC 9773: the suggested renewal window of cert_pem.  cb gets
+ * CF_ENOENT when the directory has no renewalInfo, another CF_E* and err
+ * saying why when the query failed (ari->retry_at may still be set).
+ * The caller must not ask about an expired certificate (§4.3).
  * Returns CF_EINVAL without calling cb when cert_pem has no AKI/serial. */
-int cf_acme_renewal_info(struct cf_acme *a, const char *cert_pem,
-                         void (*cb)(int status, int64_t start, int64_t end, const char *err,
-                                    void *arg),
-                         void *arg, char *err);
+int cf_acme_renewal_info(struct cf_acme *a, const char *cert_pem, cf_acme_ari_cb cb, void *arg,
+                         char *err);
 
 /* RFC 8555 §7.3.5 key rollover: generate a new account key of key_type /
  * bits, have the server switch to it, then replace private_key.pem

@@ -13,7 +13,7 @@
 
 #include <sqlite3.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2 /* 2: ca_waits */
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS runs ("
@@ -36,7 +36,12 @@ static const char schema[] =
     " id INTEGER PRIMARY KEY AUTOINCREMENT, run INTEGER REFERENCES runs(id),"
     " host TEXT NOT NULL, domain TEXT NOT NULL, serial TEXT, not_after INTEGER,"
     " state TEXT NOT NULL, at INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS scans_host_domain ON scans(host, domain, at);";
+    "CREATE INDEX IF NOT EXISTS scans_host_domain ON scans(host, domain, at);"
+    /* version 2; CREATE ... IF NOT EXISTS adds it to a version 1 file */
+    "CREATE TABLE IF NOT EXISTS ca_waits ("
+    " cert_name TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('ratelimit','ari')),"
+    " until INTEGER NOT NULL, serial TEXT, win_start INTEGER, win_end INTEGER, detail TEXT,"
+    " at INTEGER NOT NULL, PRIMARY KEY (cert_name, kind));";
 
 static int db_err(struct cf_db *db, const char *what, char *err)
 {
@@ -387,4 +392,63 @@ int cf_db_last_deployment(struct cf_db *db, const char *host, const char *cert_n
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+static const char *wait_kind(enum cf_db_wait_kind k)
+{
+    return k == CF_DB_WAIT_ARI ? "ari" : "ratelimit";
+}
+
+int cf_db_wait_put(struct cf_db *db, const char *cert_name, enum cf_db_wait_kind kind,
+                   const struct cf_db_wait *w, int64_t now, char *err)
+{
+    if (!cert_name || !w)
+        return cf_errf(err, "a wait needs a certificate name");
+    return exec_bind(db,
+                     "INSERT OR REPLACE INTO ca_waits(cert_name, kind, until, serial, win_start, "
+                     "win_end, detail, at) VALUES (?,?,?,?,?,?,?,?)",
+                     "ttitiiti", NULL, err, cert_name, wait_kind(kind), w->until,
+                     *w->serial ? w->serial : NULL, w->win_start, w->win_end,
+                     *w->detail ? w->detail : NULL, now);
+}
+
+int cf_db_wait_get(struct cf_db *db, const char *cert_name, enum cf_db_wait_kind kind, int64_t now,
+                   struct cf_db_wait *out, char *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!db->h)
+        return cf_errf(err, "state database is not open");
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db->h,
+                           "SELECT until, serial, win_start, win_end, detail FROM ca_waits "
+                           "WHERE cert_name=? AND kind=? AND until>?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        /* a version 1 file opened read-only has no such table: no wait */
+        if (!strstr(sqlite3_errmsg(db->h), "no such table"))
+            return db_err(db, "cannot query ca_waits", err);
+        return CF_ENOENT;
+    }
+    sqlite3_bind_text(st, 1, cert_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, wait_kind(kind), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    int s = sqlite3_step(st);
+    int rc = CF_ENOENT;
+    if (s == SQLITE_ROW) {
+        out->until = sqlite3_column_int64(st, 0);
+        copy_col(st, 1, out->serial, sizeof out->serial);
+        out->win_start = sqlite3_column_int64(st, 2);
+        out->win_end = sqlite3_column_int64(st, 3);
+        copy_col(st, 4, out->detail, sizeof out->detail);
+        rc = 0;
+    } else if (s != SQLITE_DONE) {
+        rc = db_err(db, "cannot query ca_waits", err);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cf_db_wait_del(struct cf_db *db, const char *cert_name, enum cf_db_wait_kind kind, char *err)
+{
+    return exec_bind(db, "DELETE FROM ca_waits WHERE cert_name=? AND kind=?", "tt", NULL, err,
+                     cert_name, wait_kind(kind));
 }

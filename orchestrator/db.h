@@ -108,4 +108,31 @@ struct cf_db_deployment {
 int cf_db_last_deployment(struct cf_db *db, const char *host, const char *cert_name,
                           struct cf_db_deployment *out, char *err);
 
+/* --- what the CA asked us to wait for, per certificate (ca_waits) */
+
+enum cf_db_wait_kind {
+    CF_DB_WAIT_RATELIMIT, /* a 429 rateLimited: no order before `until` */
+    CF_DB_WAIT_ARI,       /* an ARI answer: ask again only after `until` */
+};
+
+struct cf_db_wait {
+    int64_t until;              /* epoch seconds */
+    char serial[160];           /* ARI: the certificate asked about; "" = any */
+    int64_t win_start, win_end; /* ARI: the suggested window */
+    char detail[512];           /* ratelimit: the CA's message; ARI: explanationURL; "" = none */
+};
+
+/* Record (replace) the wait of one kind for cert_name. */
+int cf_db_wait_put(struct cf_db *db, const char *cert_name, enum cf_db_wait_kind kind,
+                   const struct cf_db_wait *w, int64_t now, char *err);
+
+/* The wait of one kind for cert_name that lasts beyond now into *out;
+ * CF_ENOENT when there is none (or it has passed, or the file predates
+ * the table). */
+int cf_db_wait_get(struct cf_db *db, const char *cert_name, enum cf_db_wait_kind kind, int64_t now,
+                   struct cf_db_wait *out, char *err);
+
+/* Forget the wait of one kind for cert_name. */
+int cf_db_wait_del(struct cf_db *db, const char *cert_name, enum cf_db_wait_kind kind, char *err);
+
 #endif

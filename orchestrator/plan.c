@@ -43,6 +43,16 @@ enum cf_plan_key cf_plan_key_choice(int reuse_key, enum cf_renew_decision d,
     return strcmp(stored_key_type, wanted_key_type) ? CF_PLAN_KEY_NEW : CF_PLAN_KEY_REUSE;
 }
 
+int cf_plan_replaces(int directory_has_renewal_info, const char *stored_server, const char *server,
+                     const char *stored_account, const char *account)
+{
+    if (!directory_has_renewal_info)
+        return 0;
+    if (!stored_server || !*stored_server || !server || strcmp(stored_server, server) != 0)
+        return 0;
+    return stored_account && *stored_account && account && !strcmp(stored_account, account);
+}
+
 size_t cf_plan_rollback(const char *const prev[CF_PLAN_LIVE_FILES],
                         struct cf_plan_link out[CF_PLAN_LIVE_FILES])
 {

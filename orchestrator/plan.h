@@ -73,6 +73,18 @@ enum cf_plan_key {
 enum cf_plan_key cf_plan_key_choice(int reuse_key, enum cf_renew_decision d,
                                     const char *stored_key_type, const char *wanted_key_type);
 
+/* --- the ARI `replaces` field of a new order (RFC 9773 §5) */
+
+/* 1 when an order may name the stored certificate in `replaces`: the
+ * directory advertises renewalInfo (§5: clients SHOULD NOT send it
+ * otherwise), and the stored version was issued by this same directory
+ * URL and to this same account URL, as its renewal conf records them.
+ * A certificate of another CA, of staging, of another account, or with
+ * no record of either, would make Boulder refuse every order (404, 403
+ * or 400), so it is never named.  Any NULL or "" input gives 0. */
+int cf_plan_replaces(int directory_has_renewal_info, const char *stored_server, const char *server,
+                     const char *stored_account, const char *account);
+
 /* --- what a rollback restores */
 
 struct cf_plan_link {

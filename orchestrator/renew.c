@@ -38,13 +38,15 @@ const char *cf_renew_decision_name(enum cf_renew_decision d)
         return "refused-ratelimit";
     case CF_RENEW_RESUME_ORDER:
         return "resume-order";
+    case CF_RENEW_WAIT_CA_LIMIT:
+        return "wait-ca-ratelimit";
     }
     return "unknown";
 }
 
 int cf_renew_issues(enum cf_renew_decision d)
 {
-    return d != CF_RENEW_NONE && d != CF_RENEW_REFUSED_RATELIMIT;
+    return d != CF_RENEW_NONE && d != CF_RENEW_REFUSED_RATELIMIT && d != CF_RENEW_WAIT_CA_LIMIT;
 }
 
 static void ymd(int64_t t, char out[11])
@@ -187,31 +189,83 @@ static enum cf_renew_decision decide(const struct cf_renew_input *in, struct cf_
         ymd(in->ari_start, ws);
         ymd(end, we);
         cf_x509_iso8601(at, when);
+        const char *ex = in->ari_explanation && *in->ari_explanation ? in->ari_explanation : NULL;
         if (in->now >= at)
-            return set(out, CF_RENEW_RENEW_ARI,
-                       "ARI window opened %s (window %s to %s, renewal time %s); expires %s", ws,
-                       ws, we, when, exp);
+            return set(
+                out, CF_RENEW_RENEW_ARI,
+                "ARI window opened %s (window %s to %s, renewal time %s); expires %s%s%.200s", ws,
+                ws, we, when, exp, ex ? "; the CA explains: " : "", ex ? ex : "");
         out->renew_at = at;
         return set(out, CF_RENEW_NONE,
-                   "valid until %s (%lld days); ARI window %s to %s, renewal at %s", exp,
-                   (long long)left, ws, we, when);
+                   "valid until %s (%lld days); ARI window %s to %s, renewal at %s%s%.200s", exp,
+                   (long long)left, ws, we, when, ex ? "; the CA explains: " : "", ex ? ex : "");
     }
 
     int rd = in->renewal_days > 0 ? in->renewal_days : DEFAULT_RENEWAL_DAYS;
     int64_t due = cur->not_after - (int64_t)rd * DAY;
+    int64_t life = cur->not_after - cur->not_before;
+    if (life <= 0 || (int64_t)rd * DAY * 2 <= life) {
+        if (in->now >= due)
+            return set(out, CF_RENEW_RENEW_EXPIRY, "expires %s (%lld days), within renewal_days %d",
+                       exp, (long long)left, rd);
+        char dd[11];
+        ymd(due, dd);
+        out->renew_at = due;
+        return set(out, CF_RENEW_NONE,
+                   "valid until %s (%lld days); renewal due %s (renewal_days %d)", exp,
+                   (long long)left, dd, rd);
+    }
+    /* renewal_days would renew before half the lifetime has passed (or
+     * before issuance, reordering on every run): use a fraction of the
+     * lifetime instead, as certbot's default does */
+    int shortlived = life < 10 * DAY;
+    due = cur->not_before + (shortlived ? life / 2 : life * 2 / 3);
+    out->lifetime_rule = 1;
+    char lt[32], dd[21];
+    int64_t whole = (life + DAY / 2) / DAY; /* CAs add or drop a few seconds */
+    if (llabs(life - whole * DAY) < 3600)
+        snprintf(lt, sizeof lt, "%lld-day", (long long)whole);
+    else
+        snprintf(lt, sizeof lt, "%lld-hour", (long long)(life / 3600));
+    cf_x509_iso8601(due, dd);
     if (in->now >= due)
-        return set(out, CF_RENEW_RENEW_EXPIRY, "expires %s (%lld days), within renewal_days %d",
-                   exp, (long long)left, rd);
-    char dd[11];
-    ymd(due, dd);
+        return set(out, CF_RENEW_RENEW_EXPIRY,
+                   "expires %s (%lld days), past %s of its %s lifetime (renewal_days %d exceeds "
+                   "half of it)",
+                   exp, (long long)left, shortlived ? "1/2" : "2/3", lt, rd);
     out->renew_at = due;
-    return set(out, CF_RENEW_NONE, "valid until %s (%lld days); renewal due %s (renewal_days %d)",
-               exp, (long long)left, dd, rd);
+    return set(out, CF_RENEW_NONE,
+               "valid until %s (%lld days); renewal due %s, at %s of its %s lifetime "
+               "(renewal_days %d exceeds half of it)",
+               exp, (long long)left, dd, shortlived ? "1/2" : "2/3", lt, rd);
 }
+
+static enum cf_renew_decision decide_limits(const struct cf_renew_input *in,
+                                            struct cf_renew_result *out);
 
 enum cf_renew_decision cf_renew_decide(const struct cf_renew_input *in, struct cf_renew_result *out)
 {
     memset(out, 0, sizeof *out);
+    enum cf_renew_decision d = decide_limits(in, out);
+    if (cf_renew_issues(d) && in->ca_retry_at > in->now) {
+        char when[21], was[sizeof out->reason];
+        cf_x509_iso8601(in->ca_retry_at, when);
+        snprintf(was, sizeof was, "%s", out->reason);
+        snprintf(out->reason, sizeof out->reason,
+                 "waiting: the CA answered rateLimited and asked to retry after %s; no order "
+                 "before then, --force-renewal included (wanted: %.300s)",
+                 when, was);
+        out->wanted = d;
+        out->decision = CF_RENEW_WAIT_CA_LIMIT;
+        out->renew_at = in->ca_retry_at;
+    }
+    return out->decision;
+}
+
+/* The decision with the interruption and the local duplicate limit. */
+static enum cf_renew_decision decide_limits(const struct cf_renew_input *in,
+                                            struct cf_renew_result *out)
+{
     enum cf_renew_decision d = decide(in, out);
     if (d == CF_RENEW_NONE && in->interrupted_order) {
         char was[sizeof out->reason];
@@ -222,7 +276,9 @@ enum cf_renew_decision cf_renew_decide(const struct cf_renew_input *in, struct c
         out->renew_at = 0;
         return out->decision;
     }
-    if (!cf_renew_issues(d) || d == CF_RENEW_RENEW_FORCED)
+    /* Let's Encrypt exempts an in-window ARI replacement from its new-order
+     * limits (Boulder's isARIRenewal path), so the local guard does too */
+    if (!cf_renew_issues(d) || d == CF_RENEW_RENEW_FORCED || d == CF_RENEW_RENEW_ARI)
         return d;
     int limit = in->dup_limit > 0 ? in->dup_limit : DEFAULT_DUP_LIMIT;
     if (in->dup_count < limit)

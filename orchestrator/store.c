@@ -159,6 +159,7 @@ void cf_store_cert_release(struct cf_store_cert *c)
         free(c->domains[i]);
     free(c->domains);
     free(c->server);
+    free(c->account);
     free(c->cert_path);
     free(c->chain_path);
     free(c->fullchain_path);
@@ -265,7 +266,7 @@ static void push_domain(struct cf_store_cert *c, const char *d)
     c->domains[c->n_domains] = NULL;
 }
 
-/* Read renewal/<name>.conf into c (domains, key type, server); a missing
+/* Read renewal/<name>.conf into c (domains, key type, server, account); a missing
  * conf is not an error. */
 static int read_conf(const char *path, struct cf_store_cert *c, char *err)
 {
@@ -308,6 +309,9 @@ static int read_conf(const char *path, struct cf_store_cert *c, char *err)
         } else if (!strcmp(k, "server")) {
             free(c->server);
             c->server = cf_strdup(v);
+        } else if (!strcmp(k, "account")) {
+            free(c->account);
+            c->account = cf_strdup(v);
         }
     }
     free(text);

@@ -60,6 +60,7 @@ struct cf_store_cert {
     size_t n_domains;
     char key_type[CF_KEYTYPE_LEN]; /* from the renewal conf; "" when unknown */
     char *server;                  /* ACME directory URL from the conf, or NULL */
+    char *account;                 /* ACME account URL from the conf, or NULL */
     char *cert_path;
     char *chain_path;
     char *fullchain_path;

@@ -167,6 +167,14 @@ static void on_ordered(int status, struct cf_acme_order_result *res, void *arg)
          * the transport may still be finished by the next run */
         if (status == CF_EACME || status == CF_EPROTO || status == CF_ELIMIT)
             cf_journal_order_del(r->o->state_dir, c->fc->cert_name, err);
+        if (status == CF_ELIMIT && res && res->retry_at > 0 && r->have_db) {
+            /* later runs wait for the CA's Retry-After (renew.h) */
+            struct cf_db_wait w = {.until = res->retry_at};
+            snprintf(w.detail, sizeof w.detail, "%s", res->error ? res->error : "");
+            if (cf_db_wait_put(&r->db, c->fc->cert_name, CF_DB_WAIT_RATELIMIT, &w,
+                               cf_now_ms() / 1000, err) != 0)
+                cf_report_note(r->report, "%s", err);
+        }
         pl_cert_fail(c, "%s", res && res->error ? res->error : cf_strerror(status));
         return;
     }
@@ -354,6 +362,8 @@ static void order_start(struct rcert *c)
         .challenge_type = cf_challenge_name(c->fc->challenge),
         .cert_key = c->key,
         .replaces = oc->replaces,
+        .replaces_server = c->have_cur ? c->cur.server : NULL,
+        .replaces_account = c->have_cur ? c->cur.account : NULL,
         .preferred_chain =
             hc0->preferred_chain && *hc0->preferred_chain ? hc0->preferred_chain : NULL,
         .solver = &oc->solver,
@@ -388,25 +398,32 @@ static int journal_has_order(struct rcert *c)
     return has;
 }
 
-static void cert_decide(struct rcert *c, int has_ari, int64_t ari_start, int64_t ari_end)
+/* ari: the CA's renewal window, NULL when there is none */
+static void cert_decide(struct rcert *c, const struct cf_acme_ari *ari)
 {
     struct run *r = c->run;
     const struct cf_host_config *hc0 = c->fc->hosts[0];
     char err[CF_ERRLEN] = "";
     int dup_count = 0;
     int64_t dup_next = 0;
-    if (r->have_db)
+    struct cf_db_wait limit = {0};
+    if (r->have_db) {
         cf_db_duplicate_check(&r->db, (const char *const *)c->fc->domains, c->fc->n_domains,
                               cf_now_ms() / 1000, &dup_count, &dup_next, err);
+        cf_db_wait_get(&r->db, c->fc->cert_name, CF_DB_WAIT_RATELIMIT, cf_now_ms() / 1000, &limit,
+                       err);
+    }
     struct cf_renew_input in = {
         .cur = c->have_cur && c->cur.have_info ? &c->cur.info : NULL,
         .domains = (const char *const *)c->fc->domains,
         .n_domains = c->fc->n_domains,
         .key_type = c->key_type,
         .renewal_days = hc0->renewal_days,
-        .has_ari = has_ari,
-        .ari_start = ari_start,
-        .ari_end = ari_end,
+        .has_ari = ari != NULL,
+        .ari_start = ari ? ari->start : 0,
+        .ari_end = ari ? ari->end : 0,
+        .ari_explanation = ari ? ari->explanation_url : NULL,
+        .ca_retry_at = limit.until,
         .ari_fraction = (double)(random() % 1000) / 1000.0,
         .force = r->o->force_renewal,
         .now = cf_now_ms() / 1000,
@@ -432,6 +449,11 @@ static void cert_decide(struct rcert *c, int has_ari, int64_t ari_start, int64_t
         pl_cert_fail(c, "%s", out.reason);
         return;
     }
+    if (out.lifetime_rule && r->check)
+        cf_report_note(r->report,
+                       "certificate '%s': certbot_renewal_days %d is more than half its lifetime; "
+                       "renewal follows the lifetime instead",
+                       c->fc->cert_name, hc0->renewal_days);
     if (!cf_renew_issues(out.decision) && !r->check)
         /* an order a killed run left behind is not wanted any more */
         cf_journal_order_del(r->o->state_dir, c->fc->cert_name, err);
@@ -442,10 +464,44 @@ static void cert_decide(struct rcert *c, int has_ari, int64_t ari_start, int64_t
     cert_order(c);
 }
 
-static void on_ari(int status, int64_t start, int64_t end, const char *err, void *arg)
+static void on_ari(int status, const struct cf_acme_ari *ari, const char *err, void *arg)
 {
     struct rcert *c = arg;
-    cert_decide(c, status == 0, start, end);
+    struct run *r = c->run;
+    char e[CF_ERRLEN] = "";
+    if (status != 0)
+        cf_info("certificate %s: no ARI renewal window (%s); renewal follows the certificate's "
+                "dates",
+                c->fc->cert_name, err && *err ? err : cf_strerror(status));
+    if (ari->retry_at > 0 && r->have_db && c->cur.have_info) {
+        /* RFC 9773 §4.3: the next query waits for Retry-After; until then
+         * the window given now stands */
+        struct cf_db_wait w = {.until = ari->retry_at};
+        snprintf(w.serial, sizeof w.serial, "%s", c->cur.info.serial_hex);
+        if (status == 0) {
+            w.win_start = ari->start;
+            w.win_end = ari->end;
+            snprintf(w.detail, sizeof w.detail, "%s",
+                     ari->explanation_url ? ari->explanation_url : "");
+        }
+        if (cf_db_wait_put(&r->db, c->fc->cert_name, CF_DB_WAIT_ARI, &w, cf_now_ms() / 1000, e))
+            cf_report_note(r->report, "%s", e);
+    }
+    cert_decide(c, status == 0 ? ari : NULL);
+}
+
+/* A window an earlier run's ARI answer asked us to keep (Retry-After not
+ * yet passed) for the current certificate: 1 and *ari, else 0. */
+static int ari_cached(struct rcert *c, struct cf_db_wait *w, struct cf_acme_ari *ari)
+{
+    struct run *r = c->run;
+    char e[CF_ERRLEN] = "";
+    if (!r->have_db ||
+        cf_db_wait_get(&r->db, c->fc->cert_name, CF_DB_WAIT_ARI, cf_now_ms() / 1000, w, e) != 0 ||
+        strcmp(w->serial, c->cur.info.serial_hex) != 0)
+        return 0;
+    *ari = (struct cf_acme_ari){w->win_start, w->win_end, w->until, *w->detail ? w->detail : NULL};
+    return 1;
 }
 
 /* The certificate is ours (or, in check mode, only read): decide on what
@@ -457,8 +513,18 @@ static void cert_locked(struct rcert *c)
     pl_cert_to(c, PL_CERT_DECIDING);
     pl_cert_load_current(c);
     /* Ask the CA's renewal window (ARI) first when it offers one; plan
-     * never talks to the CA. */
-    if (c->have_cur && !r->check && !r->o->force_renewal && c->acme && c->cur.cert_path) {
+     * never talks to the CA, nor does anyone about an expired certificate
+     * (RFC 9773 §4.3). */
+    if (c->have_cur && !r->check && !r->o->force_renewal && c->acme && c->cur.cert_path &&
+        c->cur.have_info && c->cur.info.not_after > cf_now_ms() / 1000) {
+        struct cf_db_wait w;
+        struct cf_acme_ari ari;
+        if (ari_cached(c, &w, &ari)) {
+            cf_debug("certificate %s: the CA asked not to query ARI again before %lld",
+                     c->fc->cert_name, (long long)w.until);
+            cert_decide(c, ari.end > ari.start ? &ari : NULL);
+            return;
+        }
         char *pem = NULL;
         int started = 0;
         if (cf_read_file(c->cur.cert_path, CF_PEM_MAX, &pem, NULL) == 0)
@@ -466,8 +532,10 @@ static void cert_locked(struct rcert *c)
         free(pem);
         if (started)
             return;
+        cf_info("certificate %s: no ARI query (%s); renewal follows the certificate's dates",
+                c->fc->cert_name, *e ? e : "cannot read the certificate");
     }
-    cert_decide(c, 0, 0, 0);
+    cert_decide(c, NULL);
 }
 
 static void on_locked(struct cf_store_lock_req *req, int status, const char *err)

@@ -15,7 +15,7 @@ DRV="$T/test_acme"
 san=; [ "${SANITIZE:-0}" = 1 ] && san="-fsanitize=address,undefined -fno-omit-frame-pointer"
 # shellcheck disable=SC2046 # pkg-config prints several flags, to be split
 cc -std=c11 -D_GNU_SOURCE -O1 -g $san -I"$ROOT/orchestrator" -o "$DRV" "$ROOT/tests/unit/test_acme.c" \
-    "$ROOT"/orchestrator/{acme,http,jws,x509,util}.c \
+    "$ROOT"/orchestrator/{acme,http,jws,x509,plan,util}.c \
     $(pkg-config --cflags --libs libuv libcurl openssl jansson cmocka) 2>"$T/cc.log" ||
     { not_ok "build the acme driver" "$(cat "$T/cc.log")"; finish; }
 

@@ -545,13 +545,17 @@ static int order_key(EVP_PKEY **key, char *err)
     return rc;
 }
 
-static void on_ari(int status, int64_t start, int64_t end, const char *err, void *arg)
+static void on_ari(int status, const struct cf_acme_ari *ari, const char *err, void *arg)
 {
     struct drv *d = arg;
     if (status)
         printf("ari failed (%s): %s\n", cf_strerror(status), err);
     else
-        printf("ari window %lld %lld\n", (long long)start, (long long)end);
+        printf("ari window %lld %lld\n", (long long)ari->start, (long long)ari->end);
+    if (ari->retry_at)
+        printf("ari retry-after %lld\n", (long long)ari->retry_at);
+    if (ari->explanation_url)
+        printf("ari explanation %s\n", ari->explanation_url);
     maybe_shutdown(d);
 }
 

@@ -80,7 +80,7 @@ static void test_open_schema_wal(void **state)
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
     sqlite3_finalize(s);
-    /* the four tables the others rely on, and no column for key material */
+    /* the tables the others rely on, and no column for key material */
     assert_int_equal(sqlite3_prepare_v2(h,
                                         "SELECT group_concat(name) FROM (SELECT name FROM "
                                         "sqlite_master WHERE type='table' AND name NOT LIKE "
@@ -89,7 +89,7 @@ static void test_open_schema_wal(void **state)
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(s, 0),
-                        "deployments,issuances,runs,scans");
+                        "ca_waits,deployments,issuances,runs,scans");
     sqlite3_finalize(s);
     assert_int_equal(sqlite3_prepare_v2(h,
                                         "SELECT count(*) FROM pragma_table_info('issuances') "
@@ -275,6 +275,31 @@ static void test_refuses_db_symlink(void **state)
     free(dir);
 }
 
+/* What the CA asked to wait for: kept per certificate and kind, gone
+ * once its time has passed. */
+static void test_ca_waits(void **state)
+{
+    struct fx *f = *state;
+    char err[CF_ERRLEN];
+    struct cf_db_wait w = {.until = 5000}, got;
+    snprintf(w.detail, sizeof w.detail, "acme: rateLimited");
+    assert_int_equal(cf_db_wait_put(&f->db, "web", CF_DB_WAIT_RATELIMIT, &w, 1000, err), 0);
+    assert_int_equal(cf_db_wait_get(&f->db, "web", CF_DB_WAIT_RATELIMIT, 4999, &got, err), 0);
+    assert_int_equal(got.until, 5000);
+    assert_string_equal(got.detail, "acme: rateLimited");
+    assert_int_equal(cf_db_wait_get(&f->db, "web", CF_DB_WAIT_RATELIMIT, 5000, &got, err),
+                     CF_ENOENT);
+    assert_int_equal(cf_db_wait_get(&f->db, "web", CF_DB_WAIT_ARI, 1000, &got, err), CF_ENOENT);
+    assert_int_equal(cf_db_wait_get(&f->db, "other", CF_DB_WAIT_RATELIMIT, 1000, &got, err),
+                     CF_ENOENT);
+    w.until = 9000;
+    assert_int_equal(cf_db_wait_put(&f->db, "web", CF_DB_WAIT_RATELIMIT, &w, 1000, err), 0);
+    assert_int_equal(cf_db_wait_get(&f->db, "web", CF_DB_WAIT_RATELIMIT, 6000, &got, err), 0);
+    assert_int_equal(cf_db_wait_del(&f->db, "web", CF_DB_WAIT_RATELIMIT, err), 0);
+    assert_int_equal(cf_db_wait_get(&f->db, "web", CF_DB_WAIT_RATELIMIT, 6000, &got, err),
+                     CF_ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +310,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deployments_and_scans, setup, teardown),
         cmocka_unit_test(test_readonly_missing),
         cmocka_unit_test(test_refuses_db_symlink),
+        cmocka_unit_test_setup_teardown(test_ca_waits, setup, teardown),
     };
     return cmocka_run_group_tests_name("db", tests, NULL, NULL);
 }

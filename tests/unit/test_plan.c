@@ -195,12 +195,54 @@ static void test_links_version(void **state)
     }
 }
 
+/* `replaces` only with renewalInfo, the same directory and the same
+ * account (RFC 9773 §5; Boulder refuses the others on every run). */
+static void test_replaces(void **state)
+{
+    static const char *le = "https://acme-v02.api.letsencrypt.org/directory";
+    static const char *stg = "https://acme-staging-v02.api.letsencrypt.org/directory";
+    static const char *acct = "https://ca/acct/1";
+    static const struct {
+        int ari;
+        const char *stored_server, *server, *stored_account, *account;
+        int want;
+    } rows[] = {
+        {1, "https://acme-v02.api.letsencrypt.org/directory",
+         "https://acme-v02.api.letsencrypt.org/directory", "https://ca/acct/1", "https://ca/acct/1",
+         1},
+        {0, "https://acme-v02.api.letsencrypt.org/directory",
+         "https://acme-v02.api.letsencrypt.org/directory", "https://ca/acct/1", "https://ca/acct/1",
+         0}, /* no renewalInfo */
+        {1, "https://acme-staging-v02.api.letsencrypt.org/directory",
+         "https://acme-v02.api.letsencrypt.org/directory", "https://ca/acct/1", "https://ca/acct/1",
+         0}, /* staging -> production */
+        {1, "https://acme-v02.api.letsencrypt.org/directory",
+         "https://acme-v02.api.letsencrypt.org/directory", "https://ca/acct/1", "https://ca/acct/2",
+         0}, /* another account */
+        {1, NULL, "https://acme-v02.api.letsencrypt.org/directory", "https://ca/acct/1",
+         "https://ca/acct/1", 0}, /* no server recorded */
+        {1, "https://acme-v02.api.letsencrypt.org/directory",
+         "https://acme-v02.api.letsencrypt.org/directory", NULL, "https://ca/acct/1",
+         0}, /* no account recorded (older conf) */
+        {1, "https://acme-v02.api.letsencrypt.org/directory",
+         "https://acme-v02.api.letsencrypt.org/directory", "https://ca/acct/1", NULL,
+         0}, /* account not known */
+        {1, "", "", "", "", 0},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if (cf_plan_replaces(rows[i].ari, rows[i].stored_server, rows[i].server,
+                             rows[i].stored_account, rows[i].account) != rows[i].want)
+            fail_msg("row %zu: want %d", i, rows[i].want);
+    assert_int_equal(cf_plan_replaces(1, le, le, acct, acct), 1);
+    assert_int_equal(cf_plan_replaces(1, stg, le, acct, acct), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_push_targets),  cmocka_unit_test(test_rollout),
         cmocka_unit_test(test_key_choice),    cmocka_unit_test(test_rollback),
-        cmocka_unit_test(test_links_version),
+        cmocka_unit_test(test_links_version), cmocka_unit_test(test_replaces),
     };
     return cmocka_run_group_tests_name("plan", tests, NULL, NULL);
 }

@@ -270,6 +270,127 @@ static void test_interrupted_order(void **state)
     assert_int_equal(cf_renew_decide(&in, &out), CF_RENEW_NONE);
 }
 
+/* Without ARI: renewal_days, unless it exceeds half the lifetime; then
+ * 2/3 of the lifetime, 1/2 under 10 days.  Times are hours after
+ * notBefore; each row: lifetime, renewal_days, now, decision, rule. */
+static void test_lifetime_rule(void **state)
+{
+    static const struct {
+        int64_t life_h;
+        int renewal_days;
+        int64_t now_h;
+        enum cf_renew_decision want;
+        int64_t due_h; /* renew_at - notBefore, when NONE */
+        int rule;
+    } rows[] = {
+        /* 90 days, 30: renewal_days decides (due at day 60) */
+        {90 * 24, 30, 59 * 24, CF_RENEW_NONE, 60 * 24, 0},
+        {90 * 24, 30, 60 * 24, CF_RENEW_RENEW_EXPIRY, 0, 0},
+        /* 45 days, 30: 30 > 22.5, so 2/3 = day 30, not day 15 */
+        {45 * 24, 30, 16 * 24, CF_RENEW_NONE, 30 * 24, 1},
+        {45 * 24, 30, 29 * 24, CF_RENEW_NONE, 30 * 24, 1},
+        {45 * 24, 30, 30 * 24, CF_RENEW_RENEW_EXPIRY, 0, 1},
+        /* 45 days, 20: 20 <= 22.5, renewal_days decides (day 25) */
+        {45 * 24, 20, 24 * 24, CF_RENEW_NONE, 25 * 24, 0},
+        /* 6 days (shortlived), 30: 1/2 = 72 h; not on every run */
+        {6 * 24, 30, 1, CF_RENEW_NONE, 72, 1},
+        {6 * 24, 30, 71, CF_RENEW_NONE, 72, 1},
+        {6 * 24, 30, 72, CF_RENEW_RENEW_EXPIRY, 0, 1},
+        /* 160 hours: still under 10 days */
+        {160, 30, 79, CF_RENEW_NONE, 80, 1},
+        /* 10 days exactly, 7: 2/3 = 160 h */
+        {10 * 24, 7, 159, CF_RENEW_NONE, 160, 1},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        int64_t nb = at(2026, 11, 1, 0);
+        struct cf_cert_info ci = cur_cert(nb + rows[i].life_h * 3600);
+        ci.not_before = nb;
+        struct cf_renew_input in = base(&ci, nb + rows[i].now_h * 3600);
+        in.renewal_days = rows[i].renewal_days;
+        struct cf_renew_result r;
+        cf_renew_decide(&in, &r);
+        if (r.decision != rows[i].want || r.lifetime_rule != rows[i].rule)
+            fail_msg("row %zu: %s (rule %d): %s", i, cf_renew_decision_name(r.decision),
+                     r.lifetime_rule, r.reason);
+        if (rows[i].want == CF_RENEW_NONE)
+            assert_int_equal(r.renew_at, nb + rows[i].due_h * 3600);
+        if (rows[i].rule)
+            assert_non_null(strstr(r.reason, "exceeds half of it"));
+    }
+    /* the text names the fraction and the lifetime */
+    int64_t nb = at(2026, 11, 1, 0);
+    struct cf_cert_info ci = cur_cert(nb + 6 * DAY);
+    ci.not_before = nb;
+    struct cf_renew_input in = base(&ci, nb + 3600);
+    struct cf_renew_result r;
+    cf_renew_decide(&in, &r);
+    assert_string_equal(r.reason, "valid until 2026-11-07 (5 days); renewal due "
+                                  "2026-11-04T00:00:00Z, at 1/2 of its 6-day lifetime "
+                                  "(renewal_days 30 exceeds half of it)");
+}
+
+/* A 429 rateLimited's Retry-After holds every ordering decision, forced
+ * ones too; nothing-to-do stays nothing-to-do. */
+static void test_ca_rate_limit(void **state)
+{
+    int64_t now = at(2026, 12, 1, 12);
+    static const struct {
+        int have_cur;
+        int64_t days_left;
+        int force;
+        int64_t retry_in; /* seconds from now; 0 = none */
+        enum cf_renew_decision want, wanted;
+    } rows[] = {
+        {1, 10, 0, 3600, CF_RENEW_WAIT_CA_LIMIT, CF_RENEW_RENEW_EXPIRY},
+        {1, 10, 1, 3600, CF_RENEW_WAIT_CA_LIMIT, CF_RENEW_RENEW_FORCED},
+        {0, 0, 0, 3600, CF_RENEW_WAIT_CA_LIMIT, CF_RENEW_ISSUE_MISSING},
+        {1, 60, 0, 3600, CF_RENEW_NONE, CF_RENEW_NONE},
+        {1, 10, 0, -1, CF_RENEW_RENEW_EXPIRY, CF_RENEW_RENEW_EXPIRY}, /* passed */
+        {1, 10, 0, 0, CF_RENEW_RENEW_EXPIRY, CF_RENEW_RENEW_EXPIRY},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        struct cf_cert_info ci = cur_cert(now + rows[i].days_left * DAY);
+        struct cf_renew_input in = base(rows[i].have_cur ? &ci : NULL, now);
+        in.force = rows[i].force;
+        in.ca_retry_at = rows[i].retry_in ? now + rows[i].retry_in : 0;
+        struct cf_renew_result r;
+        cf_renew_decide(&in, &r);
+        if (r.decision != rows[i].want || r.wanted != rows[i].wanted)
+            fail_msg("row %zu: %s/%s: %s", i, cf_renew_decision_name(r.decision),
+                     cf_renew_decision_name(r.wanted), r.reason);
+        if (r.decision == CF_RENEW_WAIT_CA_LIMIT) {
+            assert_false(cf_renew_issues(r.decision));
+            assert_int_equal(r.renew_at, now + 3600);
+            assert_non_null(strstr(r.reason, "retry after 2026-12-01T13:00:00Z"));
+        }
+    }
+    assert_string_equal(cf_renew_decision_name(CF_RENEW_WAIT_CA_LIMIT), "wait-ca-ratelimit");
+}
+
+/* An ARI-window renewal is not held by the local duplicate guard (Let's
+ * Encrypt exempts it); explanationURL shows in the reason. */
+static void test_ari_exempt_and_explained(void **state)
+{
+    int64_t exp = at(2026, 12, 31, 0);
+    struct cf_cert_info ci = cur_cert(exp);
+    struct cf_renew_input in = base(&ci, at(2026, 11, 21, 0));
+    in.has_ari = 1;
+    in.ari_start = at(2026, 11, 20, 0);
+    in.ari_end = at(2026, 11, 22, 0);
+    in.ari_explanation = "https://ca.example/incident/42";
+    in.dup_count = 9;
+    struct cf_renew_result r;
+    assert_int_equal(cf_renew_decide(&in, &r), CF_RENEW_RENEW_ARI);
+    assert_non_null(strstr(r.reason, "the CA explains: https://ca.example/incident/42"));
+    in.now = at(2026, 11, 1, 0);
+    assert_int_equal(cf_renew_decide(&in, &r), CF_RENEW_NONE);
+    assert_non_null(strstr(r.reason, "https://ca.example/incident/42"));
+    /* the expiry fallback is still guarded */
+    in.has_ari = 0;
+    in.now = at(2026, 12, 25, 0);
+    assert_int_equal(cf_renew_decide(&in, &r), CF_RENEW_REFUSED_RATELIMIT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +404,9 @@ int main(void)
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_interrupted_order),
+        cmocka_unit_test(test_lifetime_rule),
+        cmocka_unit_test(test_ca_rate_limit),
+        cmocka_unit_test(test_ari_exempt_and_explained),
     };
     return cmocka_run_group_tests_name("renew", tests, NULL, NULL);
 }
