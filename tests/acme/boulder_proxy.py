@@ -65,7 +65,7 @@ PORT = int(sys.argv[1])
 UPSTREAM = urllib.parse.urlsplit(sys.argv[2])
 CTX = ssl.create_default_context(cafile=sys.argv[3])
 
-lock = threading.Lock()
+lock = threading.RLock()  # sw() is also called with it held
 HOP = {"connection", "transfer-encoding", "content-length", "keep-alive"}
 
 

@@ -15,7 +15,7 @@ python3 "$CF_ROOT/tests/acme/boulder_proxy.py" "$PROXY_PORT" "https://127.0.0.1:
 PROXY_PID=$!
 trap 'kill "$PROXY_PID" 2>/dev/null; fleet_down' EXIT
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break; sleep 0.1; done
-ctl() { curl -sf --cacert "$FLEET_CA" "https://127.0.0.1:$PROXY_PORT/_ctl/$1"; }
+ctl() { curl -sf --max-time 10 --cacert "$FLEET_CA" "https://127.0.0.1:$PROXY_PORT/_ctl/$1"; }
 # jq-free look at the proxy's log: python expression over the JSON as `j`
 seen() { ctl log | python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
 store_version() { readlink "$STATE/live/$1/cert.pem" | sed -n 's/.*cert\([0-9]*\)\.pem$/\1/p'; }
@@ -75,11 +75,31 @@ is "after 429: JSON decision" "$(printf '%s' "$OUT" | python3 -c 'import json,sy
 like "after 429: JSON reason names the time" "$OUT" "retry after $when"
 is "after 429, JSON run: still no newOrder" "$(seen 'j["counts"].get("newOrder", 0)')" 1
 
+# (f) ARI: the window's explanationURL is shown, its Retry-After (six
+# hours) keeps the next run from asking again, and an expired certificate
+# is never asked about (RFC 9773 §4.3)
+ctl reset >/dev/null
+ctl "set?ari=1&ari_explain=https://ca.example/incident/42" >/dev/null
+cf renew -l h1 --no-notify --server "$B" --ca-bundle "$FLEET_CA"
+is "ARI: exit 0" "$RC" 0
+like "ARI: the window and the CA's explanation in the reason" "$OUT" 'ARI window .*the CA explains: https://ca.example/incident/42'
+is "ARI: one renewalInfo query" "$(seen 'j["counts"].get("renewalInfo", 0)')" 1
+cf renew -l h1 --no-notify --server "$B" --ca-bundle "$FLEET_CA"
+like "ARI, next run: the same window, from the recorded answer" "$OUT" 'ARI window .*the CA explains: https://ca.example/incident/42'
+is "ARI, next run: no query before Retry-After" "$(seen 'j["counts"].get("renewalInfo", 0)')" 1
+CA=$FDIR/testca
+bash "$CF_ROOT/tests/tls_fixture.sh" ca "$CA" >/dev/null
+bash "$CF_ROOT/tests/tls_fixture.sh" cert "$CA" h2.fleet.test -1 >/dev/null
+cat "$CA/h2.fleet.test.pem" "$CA/ca.pem" >"$CA/h2.full.pem"
+check "import an expired certificate for h2" \
+    "$CF_ROOT/build/unit/test_store" --import "$STATE" h2 "$CA/h2.full.pem" "$CA/h2.fleet.test.key" h2.fleet.test
+cf renew -l h2 --no-notify --server "$B" --ca-bundle "$FLEET_CA"
+like "expired: decided without ARI" "$OUT" 'expired [0-9-]+'
+is "expired: no renewalInfo query" "$(seen 'j["counts"].get("renewalInfo", 0)')" 1
+
 # (e) a 6-day certificate is not reordered on consecutive runs, and plan
 # shows the lifetime rule with a warning (the fleet's certbot_renewal_days
 # is 31)
-CA=$FDIR/testca
-bash "$CF_ROOT/tests/tls_fixture.sh" ca "$CA" >/dev/null
 bash "$CF_ROOT/tests/tls_fixture.sh" cert "$CA" h1.fleet.test 6 >/dev/null
 cat "$CA/h1.fleet.test.pem" "$CA/ca.pem" >"$CA/h1.full.pem"
 check "import a 6-day certificate for h1" \
