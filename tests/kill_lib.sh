@@ -164,6 +164,13 @@ kill_trial() {
     { wait "$pid"; } 2>/dev/null
     if [ $? = 137 ]; then KILL_KILLED=killed; else KILL_KILLED=finished; fi
 
+    # A batch whose data reached a host runs to its end there even when the
+    # controller is gone (remote.sh), so that no kill leaves links naming
+    # two versions: wait (at most 5 s) for those to finish, then check
+    for _ in $(seq 1 50); do
+        pgrep -f 'magic" = CF1' >/dev/null || break
+        sleep 0.1
+    done
     # right after the kill: every nginx config tests, every name verifies
     for r in $(awk '{print $3}' "$FDIR/kill-map" | sort -u); do
         h=$(basename "$(dirname "$r")")
