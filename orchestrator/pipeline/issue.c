@@ -12,10 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The ACME directory of the certificate: --server, --staging, or its
+ * first host's certbot_acme_server. */
+static const char *directory_url(const struct run *r, const struct rcert *c)
+{
+    return r->o->server ? r->o->server : r->o->staging ? LE_STAGING : c->fc->hosts[0]->acme_server;
+}
+
 static struct cf_acme *acme_for(struct run *r, struct rcert *c, char *err)
 {
     const struct cf_host_config *hc = c->fc->hosts[0];
-    const char *url = r->o->server ? r->o->server : r->o->staging ? LE_STAGING : hc->acme_server;
+    const char *url = directory_url(r, c);
     const char *ca = r->o->ca_bundle                               ? r->o->ca_bundle
                      : (hc->acme_ca_bundle && *hc->acme_ca_bundle) ? hc->acme_ca_bundle
                                                                    : NULL;
@@ -386,11 +393,7 @@ static int journal_has_order(struct rcert *c)
     struct run *r = c->run;
     struct cf_journal_order jo;
     char err[CF_ERRLEN];
-    const struct cf_host_config *hc0 = c->fc->hosts[0];
-    const char *url = c->acme_url     ? c->acme_url
-                      : r->o->server  ? r->o->server
-                      : r->o->staging ? LE_STAGING
-                                      : hc0->acme_server;
+    const char *url = c->acme_url ? c->acme_url : directory_url(r, c);
     if (cf_journal_order_get(r->o->state_dir, c->fc->cert_name, &jo, err) != 0)
         return 0;
     int has = jo.order_url && url && !strcmp(jo.directory_url, url);
